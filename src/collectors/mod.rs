@@ -1,0 +1,106 @@
+//! The collector registry. A collector is a source with a name, an interval and one function that
+//! samples it; the scheduler in `main` runs each on its own thread and publishes its output.
+
+pub mod diskstats;
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::checks::CheckResult;
+use crate::metrics::Family;
+
+/// What a collector publishes from one successful run.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub families: Vec<Family>,
+    pub checks: Vec<CheckResult>,
+    /// Partial failures: a device or file that could not be read while the rest was.
+    pub errors: Vec<CollectError>,
+}
+
+pub trait Collector: Send {
+    fn name(&self) -> &'static str;
+    fn interval(&self) -> Duration;
+    /// One sampling pass. `Err` means the source as a whole could not be read.
+    fn collect(&mut self) -> Result<Output, CollectError>;
+}
+
+/// The small fixed set of error kinds that may appear in the `kind` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorKind {
+    Io,
+    Parse,
+    Permission,
+    /// A collector panicked; the scheduler caught it and the agent runs on.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Io => "io",
+            ErrorKind::Parse => "parse",
+            ErrorKind::Permission => "permission",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// An error that names the file (or device) and what went wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl CollectError {
+    pub fn io(path: &Path, err: &io::Error) -> CollectError {
+        let kind = match err.kind() {
+            io::ErrorKind::PermissionDenied => ErrorKind::Permission,
+            _ => ErrorKind::Io,
+        };
+        CollectError { kind, message: format!("{}: {err}", path.display()) }
+    }
+
+    pub fn parse(path: &Path, what: impl fmt::Display) -> CollectError {
+        CollectError { kind: ErrorKind::Parse, message: format!("{}: {what}", path.display()) }
+    }
+}
+
+impl fmt::Display for CollectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} error: {}", self.kind.as_str(), self.message)
+    }
+}
+
+/// Reads a small sysfs/procfs attribute, trimmed. `Ok(None)` when the file does not exist:
+/// "not present here" is not an error.
+pub fn read_attr(path: &Path) -> Result<Option<String>, CollectError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).trim().to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CollectError::io(path, &e)),
+    }
+}
+
+/// Device include/exclude regexes, as node_exporter's `device-include` / `device-exclude`.
+#[derive(Debug, Clone)]
+pub struct DeviceFilter {
+    include: Option<Regex>,
+    exclude: Option<Regex>,
+}
+
+impl DeviceFilter {
+    pub fn new(include: Option<Regex>, exclude: Option<Regex>) -> DeviceFilter {
+        DeviceFilter { include, exclude }
+    }
+
+    pub fn matches(&self, device: &str) -> bool {
+        self.include.as_ref().is_none_or(|r| r.is_match(device))
+            && !self.exclude.as_ref().is_some_and(|r| r.is_match(device))
+    }
+}

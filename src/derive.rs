@@ -1,0 +1,151 @@
+//! Derived values, computed in one place from two samples: counter deltas (with the kernel's
+//! 32-bit wraps and device resets told apart) and the per-device rates of a window.
+//!
+//! A counter that goes backwards without being a wrap yields no value rather than a huge one.
+
+use crate::collectors::diskstats::{DiskStat, OpStat};
+
+/// Delta of a 64-bit kernel counter (`%lu`); `None` when it went backwards (device reset).
+pub fn delta_u64(prev: u64, cur: u64) -> Option<u64> {
+    cur.checked_sub(prev)
+}
+
+/// Delta of a kernel field printed as 32-bit `%u` (diskstats times): one wrap past `u32::MAX` is
+/// undone. A value that cannot be a 32-bit counter going backwards is a reset: `None`.
+pub fn delta_u32(prev: u64, cur: u64) -> Option<u64> {
+    if cur >= prev {
+        Some(cur - prev)
+    } else if prev <= u64::from(u32::MAX) {
+        Some(cur + (1u64 << 32) - prev)
+    } else {
+        None
+    }
+}
+
+/// Rates of one operation type over a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpRates {
+    /// Completed operations per second.
+    pub ops_per_second: f64,
+    /// Bytes per second (0 for flushes, which carry no data).
+    pub bytes_per_second: f64,
+    /// Mean time per completed operation (iostat's r_await / w_await / d_await / f_await), in
+    /// seconds; 0 when nothing completed in the window, as iostat prints.
+    pub await_seconds: f64,
+}
+
+/// What iostat -x computes for one device over a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiskRates {
+    pub read: OpRates,
+    pub write: OpRates,
+    pub discard: Option<OpRates>,
+    pub flush: Option<OpRates>,
+    /// Share of the window the device was busy (io_ticks), 0..1.
+    pub utilization: f64,
+    /// Average number of requests in flight (iostat's aqu-sz): weighted io time per window time.
+    pub queue_depth: f64,
+}
+
+const SECTOR_BYTES: f64 = 512.0;
+
+fn op_rates(prev: &OpStat, cur: &OpStat, seconds: f64) -> Option<OpRates> {
+    let ops = delta_u64(prev.completed, cur.completed)?;
+    let sectors = delta_u64(prev.sectors, cur.sectors)?;
+    let ticks_ms = delta_u32(prev.ticks_ms, cur.ticks_ms)?;
+    Some(OpRates {
+        ops_per_second: ops as f64 / seconds,
+        bytes_per_second: sectors as f64 * SECTOR_BYTES / seconds,
+        await_seconds: if ops == 0 { 0.0 } else { ticks_ms as f64 / 1000.0 / ops as f64 },
+    })
+}
+
+fn optional_rates(prev: Option<&OpStat>, cur: Option<&OpStat>, seconds: f64) -> Option<Option<OpRates>> {
+    match (prev, cur) {
+        (Some(p), Some(c)) => op_rates(p, c, seconds).map(Some),
+        _ => Some(None),
+    }
+}
+
+/// The rates of a device between two samples taken `seconds` apart. `None` when the window is
+/// empty or any count went backwards (the device was removed and came back, or was replaced).
+pub fn disk_rates(prev: &DiskStat, cur: &DiskStat, seconds: f64) -> Option<DiskRates> {
+    if seconds <= 0.0 || !seconds.is_finite() {
+        return None;
+    }
+    let window_ms = seconds * 1000.0;
+    let io_ticks = delta_u32(prev.io_ticks_ms, cur.io_ticks_ms)?;
+    let weighted = delta_u32(prev.time_in_queue_ms, cur.time_in_queue_ms)?;
+    Some(DiskRates {
+        read: op_rates(&prev.read, &cur.read, seconds)?,
+        write: op_rates(&prev.write, &cur.write, seconds)?,
+        discard: optional_rates(prev.discard.as_ref(), cur.discard.as_ref(), seconds)?,
+        flush: optional_rates(prev.flush.as_ref(), cur.flush.as_ref(), seconds)?,
+        utilization: (io_ticks as f64 / window_ms).min(1.0),
+        queue_depth: weighted as f64 / window_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collectors::diskstats::parse_line;
+
+    fn stat(line: &str) -> DiskStat {
+        parse_line(line).unwrap()
+    }
+
+    #[test]
+    fn deltas() {
+        assert_eq!(delta_u64(5, 7), Some(2));
+        assert_eq!(delta_u64(7, 5), None);
+        assert_eq!(delta_u32(10, 25), Some(15));
+        // 4294967290 -> 4 wrapped past u32::MAX: 6 + 4 = 10 ms elapsed.
+        assert_eq!(delta_u32(4_294_967_290, 4), Some(10));
+        // A value above u32::MAX cannot have wrapped at 32 bits: a reset.
+        assert_eq!(delta_u32(5_000_000_000, 4), None);
+    }
+
+    #[test]
+    fn iostat_arithmetic() {
+        let a = stat("8 0 sda 100 0 800 50 200 0 1600 400 1 500 450");
+        let b = stat("8 0 sda 300 0 2400 150 1200 10 11600 2400 2 1500 2450");
+        let r = disk_rates(&a, &b, 2.0).unwrap();
+        assert_eq!(r.read.ops_per_second, 100.0);
+        assert_eq!(r.read.bytes_per_second, 1600.0 * 512.0 / 2.0);
+        assert_eq!(r.read.await_seconds, 0.1 / 200.0);
+        assert_eq!(r.write.ops_per_second, 500.0);
+        assert_eq!(r.write.await_seconds, 2.0 / 1000.0);
+        assert_eq!(r.utilization, 0.5);
+        assert_eq!(r.queue_depth, 1.0);
+        assert_eq!(r.discard, None);
+    }
+
+    #[test]
+    fn survives_time_wrap() {
+        let a = stat("8 0 sda 100 0 800 4294967000 0 0 0 0 0 4294967000 4294967000");
+        let b = stat("8 0 sda 200 0 1600 704 0 0 0 0 0 704 704");
+        let r = disk_rates(&a, &b, 1.0).unwrap();
+        // 296 ms to the wrap plus 704 after it: 1000 ms for 100 reads.
+        assert_eq!(r.read.await_seconds, 0.01);
+        assert_eq!(r.utilization, 1.0);
+        assert_eq!(r.queue_depth, 1.0);
+    }
+
+    #[test]
+    fn reset_gives_nothing() {
+        let a = stat("7 0 loop0 2000 0 16000 900 0 0 0 0 0 900 900");
+        let b = stat("7 0 loop0 10 0 80 5 0 0 0 0 0 5 5");
+        assert_eq!(disk_rates(&a, &b, 1.0), None);
+        assert_eq!(disk_rates(&a, &a, 0.0), None);
+    }
+
+    #[test]
+    fn idle_device_has_zero_await() {
+        let a = stat("8 0 sda 1 0 8 1 1 0 8 1 0 1 2 0 0 0 0 7 3");
+        let r = disk_rates(&a, &a, 5.0).unwrap();
+        assert_eq!(r.write.await_seconds, 0.0);
+        assert_eq!(r.flush.unwrap().ops_per_second, 0.0);
+        assert_eq!(r.discard.unwrap().bytes_per_second, 0.0);
+    }
+}

@@ -1,0 +1,205 @@
+//! storwatch: wiring only. Flags and config in, collector threads and the HTTP server out.
+
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use storwatch::cli::{Cli, ListenAddr, LogFormat, LogLevel};
+use storwatch::collectors::{self, CollectError, Collector, ErrorKind, Output};
+use storwatch::config::Config;
+use storwatch::http;
+use storwatch::state::State;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level, cli.log_format);
+    let config = match &cli.config_file {
+        None => Config::default(),
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("storwatch: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+
+    let collectors = build_collectors(&cli, &config);
+    let names: Vec<&'static str> = collectors.iter().map(|c| c.name()).collect();
+    let state = Arc::new(State::new(&names));
+    tracing::info!(message = "starting storwatch", version = env!("CARGO_PKG_VERSION"), collectors = ?names);
+
+    // Each collector thread stops when its sender is dropped.
+    let mut stops = Vec::new();
+    for collector in collectors {
+        let (tx, rx) = mpsc::channel::<()>();
+        stops.push(tx);
+        let state = state.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("collector-{}", collector.name()))
+            .spawn(move || run_collector(collector, &state, &rx));
+        if let Err(e) = spawned {
+            eprintln!("storwatch: cannot start a collector thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("storwatch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async {
+        let listener = match bind(&cli.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("storwatch: cannot listen on {:?}: {e}", cli.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(message = "listening", address = %address, telemetry_path = %cli.telemetry_path);
+        http::serve(listener, state, cli.telemetry_path.as_str().into(), shutdown_signal()).await;
+        tracing::info!("shutting down");
+        ExitCode::SUCCESS
+    });
+    drop(stops);
+    code
+}
+
+fn build_collectors(cli: &Cli, config: &Config) -> Vec<Box<dyn Collector>> {
+    let mut out: Vec<Box<dyn Collector>> = Vec::new();
+    if cli.diskstats_enabled() {
+        out.push(Box::new(collectors::diskstats::Diskstats::new(
+            cli.paths(),
+            cli.diskstats_filter(),
+            cli.diskstats_interval,
+            config.checks.storage_latency.clone(),
+        )));
+    }
+    out
+}
+
+/// Runs one collector on its interval until `stop` is dropped. A panic inside a run is caught and
+/// counted; the agent runs on.
+fn run_collector(mut collector: Box<dyn Collector>, state: &State, stop: &mpsc::Receiver<()>) {
+    let name = collector.name();
+    let interval = collector.interval();
+    let mut log = RateLimitedLog::new(name);
+    let mut next = Instant::now();
+    loop {
+        let started = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| collector.collect())).unwrap_or_else(|_| {
+            Err(CollectError { kind: ErrorKind::Internal, message: "the collector panicked".into() })
+        });
+        let duration = started.elapsed();
+        match result {
+            Ok(Output { families, checks, errors }) => {
+                log.errors(&errors);
+                state.publish(name, duration, Ok((families, checks)), &errors);
+            }
+            Err(e) => {
+                log.errors(std::slice::from_ref(&e));
+                state.publish(name, duration, Err(()), std::slice::from_ref(&e));
+            }
+        }
+        // Next tick on the original grid; ticks missed by a slow run are skipped, not bunched.
+        let now = Instant::now();
+        while next <= now {
+            next += interval;
+        }
+        match stop.recv_timeout(next - now) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// One warning line per collector per minute at most, saying how many were held back.
+struct RateLimitedLog {
+    collector: &'static str,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn new(collector: &'static str) -> Self {
+        RateLimitedLog { collector, last: None, suppressed: 0 }
+    }
+
+    fn errors(&mut self, errors: &[CollectError]) {
+        let Some(first) = errors.first() else { return };
+        if self.last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            self.suppressed += errors.len() as u64;
+            return;
+        }
+        tracing::warn!(
+            message = "collector error",
+            collector = self.collector,
+            error = %first,
+            errors_in_run = errors.len(),
+            suppressed_since_last_log = self.suppressed,
+        );
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
+async fn bind(listen: &ListenAddr) -> std::io::Result<tokio::net::TcpListener> {
+    match listen {
+        ListenAddr::Addr(a) => tokio::net::TcpListener::bind(a).await,
+        // Dual-stack where the host has IPv6, IPv4 otherwise.
+        ListenAddr::AnyHost(port) => {
+            match tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port))).await {
+                Ok(l) => Ok(l),
+                Err(_) => {
+                    tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port))).await
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::warn!("cannot install signal handlers; stop storwatch with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn init_logging(level: LogLevel, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let level = match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
