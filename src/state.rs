@@ -16,8 +16,14 @@ struct Slot {
     duration: Duration,
     last_success: Option<SystemTime>,
     errors: BTreeMap<ErrorKind, u64>,
-    families: Arc<Vec<Family>>,
-    checks: Arc<Vec<CheckResult>>,
+    published: Arc<Published>,
+}
+
+/// What a successful run left for scrapes to encode.
+#[derive(Debug, Default)]
+struct Published {
+    families: Vec<Family>,
+    checks: Vec<CheckResult>,
 }
 
 /// Shared between the collector threads (writers) and the HTTP server (reader).
@@ -61,14 +67,10 @@ impl State {
         match result {
             Ok((families, checks)) => {
                 slot.last_success = Some(SystemTime::now());
-                slot.families = Arc::new(families);
-                slot.checks = Arc::new(checks);
+                slot.published = Arc::new(Published { families, checks });
             }
             // A failed source has no current samples: stale values would mislead.
-            Err(()) => {
-                slot.families = Arc::default();
-                slot.checks = Arc::default();
-            }
+            Err(()) => slot.published = Arc::default(),
         }
     }
 
@@ -80,13 +82,13 @@ impl State {
     /// Encodes the latest snapshot; nothing is sampled here.
     pub fn encode(&self, format: Format) -> String {
         let mut own = vec![self.build_info.clone()];
-        let (families, results): (Vec<Arc<Vec<Family>>>, Vec<Arc<Vec<CheckResult>>>) = {
+        let published: Vec<Arc<Published>> = {
             let slots = self.slots();
             own.extend(self_families(&slots));
-            slots.values().map(|s| (s.families.clone(), s.checks.clone())).unzip()
+            slots.values().map(|s| s.published.clone()).collect()
         };
-        let check_families = checks::families(results.iter().flat_map(|c| c.iter()));
-        let collected = families.iter().flat_map(|f| f.iter());
+        let check_families = checks::families(published.iter().flat_map(|p| &p.checks));
+        let collected = published.iter().flat_map(|p| &p.families);
         metrics::encode(format, own.iter().chain(collected).chain(check_families.iter()))
     }
 }
