@@ -1,0 +1,230 @@
+//! The binary as a user meets it: flags, --help, --version, config errors, the HTTP endpoints,
+//! content negotiation, and the storage latency check driven by a procfs the test rewrites.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Agent, fixture_procfs_copy, fixture_sysfs, sample};
+
+fn storwatch(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_storwatch")).args(args).output().unwrap()
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = storwatch(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--web.listen-address",
+        "--web.telemetry-path",
+        "--config.file",
+        "--path.procfs",
+        "--path.sysfs",
+        "--path.rootfs",
+        "--path.dev",
+        "--collector.diskstats",
+        "--no-collector.diskstats",
+        "--collector.diskstats.interval",
+        "--collector.diskstats.device-include",
+        "--collector.diskstats.device-exclude",
+        "--log.level",
+        "--log.format",
+        "--version",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    assert!(help.contains("[default: :9747]"), "{help}");
+}
+
+#[test]
+fn version() {
+    let out = storwatch(&["--version"]);
+    assert!(out.status.success());
+    let v = String::from_utf8(out.stdout).unwrap();
+    assert!(v.starts_with(&format!("storwatch {} (revision ", env!("CARGO_PKG_VERSION"))), "{v}");
+}
+
+#[test]
+fn bad_flags_and_configs_exit_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[checks.storage_latency]\nenabled = true\nmax = 5\n").unwrap();
+    let out = storwatch(&["--config.file", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("config file {}: line 3, column 7: invalid type: integer `5`", bad.display())),
+        "{err}"
+    );
+
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "[checks]\nstorage_latncy = {}\n").unwrap();
+    let out = storwatch(&["--config.file", unknown.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("line 2, column 1: unknown field `storage_latncy`"), "{err}");
+
+    let out = storwatch(&["--config.file", "/nonexistent/storwatch.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("/nonexistent/storwatch.toml: No such file"));
+
+    for args in
+        [&["--collector.diskstats.device-include=("][..], &["--web.listen-address=:70000"], &["--bogus"]]
+    {
+        let out = storwatch(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+}
+
+#[test]
+fn listen_failure_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = storwatch(&[&format!("--web.listen-address={addr}"), "--path.procfs=/nonexistent"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cannot listen on") && err.contains("in use"), "{err}");
+}
+
+#[test]
+fn endpoints_and_content_negotiation() {
+    let sys = fixture_sysfs();
+    let procfs = common::fixtures().join("proc");
+    let agent = Agent::start(&[
+        &format!("--path.procfs={}", procfs.display()),
+        &format!("--path.sysfs={}", sys.path().join("sys").display()),
+        "--web.telemetry-path=/probe",
+        "--log.format=json",
+    ]);
+    agent.wait_ready();
+    assert!(agent.log.iter().any(|l| l.starts_with('{') && l.contains("\"listening\"")), "{:?}", agent.log);
+
+    let (status, headers, body) = agent.get("/", &[]);
+    assert_eq!(status, 200);
+    assert!(headers["content-type"].starts_with("text/html"));
+    assert!(body.contains("href=\"/probe\""), "{body}");
+
+    let (status, headers, body) = agent.get("/probe", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    assert!(body.contains("# TYPE storwatch_disk_reads_completed_total counter\n"));
+    assert!(!body.contains("# EOF"));
+
+    let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (status, headers, body) = agent.get("/probe", &[("Accept", accept)]);
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert!(body.contains("# TYPE storwatch_disk_reads_completed counter\nstorwatch_disk_reads_completed_total{device=\"dm-0\"} 59910002\n"));
+    assert!(body.contains("# TYPE storwatch_disk info\n"));
+    assert!(body.ends_with("# EOF\n"));
+
+    assert_eq!(agent.get("/-/healthy", &[]).0, 200);
+    assert_eq!(agent.get("/-/ready", &[]).0, 200);
+    let (status, _, body) = agent.get("/metrics", &[]);
+    assert_eq!(status, 404);
+    assert!(body.contains("Metrics are at /probe"));
+    let (status, headers, _) =
+        common::http_request(&agent.addr, "POST", "/probe", &[("Content-Length", "0")]);
+    assert_eq!(status, 405);
+    assert_eq!(headers["allow"], "GET, HEAD");
+}
+
+/// Writes `content` to `path` atomically, as the kernel presents a whole file to one read.
+fn replace(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Waits until the collector has published a run newer than `after` and returns /metrics.
+fn next_sample(agent: &Agent, after: f64) -> (f64, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = agent.metrics();
+        let t = sample(&body, "storwatch_collector_last_success_timestamp_seconds{collector=\"diskstats\"}")
+            .unwrap_or(0.0);
+        if t > after {
+            return (t, body);
+        }
+        assert!(Instant::now() < deadline, "no new sample after 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn latency_check_judges_the_window_with_the_configured_threshold() {
+    let proc = fixture_procfs_copy();
+    let sys = tempfile::tempdir().unwrap();
+    let diskstats = proc.path().join("diskstats");
+    // sda: 1000 more writes that took 30 s between the two samples: w_await 30 ms. Its write time
+    // field wraps at 2^32 ms on the way, which must not matter. sdb: fast, 1 ms per write.
+    let before =
+        "8 0 sda 100 0 800 50 1000 0 8000 4294962296 0 500 450\n8 16 sdb 10 0 80 10 10 0 80 10 0 20 20\n";
+    let after =
+        "8 0 sda 100 0 800 50 2000 0 16000 25000 0 1500 2450\n8 16 sdb 10 0 80 10 110 0 880 110 0 120 120\n";
+    replace(&diskstats, before);
+    let config = proc.path().join("storwatch.toml");
+    std::fs::write(&config, "[checks.storage_latency]\nmax = \"20ms\"\n").unwrap();
+    let agent = Agent::start(&[
+        &format!("--path.procfs={}", proc.path().display()),
+        &format!("--path.sysfs={}", sys.path().display()),
+        &format!("--config.file={}", config.display()),
+        "--collector.diskstats.interval=500ms",
+    ]);
+    let (t, body) = next_sample(&agent, 0.0);
+    assert!(!body.contains("storwatch_check_ok"), "no window yet, so no verdict:\n{body}");
+    replace(&diskstats, after);
+    let (_, body) = next_sample(&agent, t);
+    assert_eq!(
+        sample(&body, "storwatch_check_ok{check=\"storage_latency\",subject=\"sda\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "storwatch_check_observed{check=\"storage_latency\",subject=\"sda\"}"),
+        Some(0.03)
+    );
+    assert_eq!(sample(&body, "storwatch_check_ok{check=\"storage_latency\",subject=\"sdb\"}"), Some(1.0));
+    assert_eq!(
+        sample(&body, "storwatch_check_observed{check=\"storage_latency\",subject=\"sdb\"}"),
+        Some(0.001)
+    );
+    assert_eq!(sample(&body, "storwatch_check_threshold{check=\"storage_latency\"}"), Some(0.02));
+    assert_eq!(sample(&body, "storwatch_disk_await_seconds{device=\"sda\",op=\"write\"}"), Some(0.03));
+    let window = sample(&body, "storwatch_disk_window_seconds").unwrap();
+    let iops = sample(&body, "storwatch_disk_operations_per_second{device=\"sda\",op=\"write\"}").unwrap();
+    assert!((iops * window - 1000.0).abs() < 1e-6, "{iops} * {window}");
+    let bps = sample(&body, "storwatch_disk_bytes_per_second{device=\"sda\",op=\"write\"}").unwrap();
+    assert!((bps * window - 8000.0 * 512.0).abs() < 1e-3);
+}
+
+#[test]
+fn disabled_check_exports_nothing() {
+    let proc = fixture_procfs_copy();
+    let config = proc.path().join("storwatch.toml");
+    std::fs::write(&config, "[checks.storage_latency]\nenabled = false\n").unwrap();
+    let agent = Agent::start(&[
+        &format!("--path.procfs={}", proc.path().display()),
+        &format!("--config.file={}", config.display()),
+        "--path.sysfs=/nonexistent",
+        "--collector.diskstats.interval=200ms",
+    ]);
+    let (t, _) = next_sample(&agent, 0.0);
+    let (_, body) = next_sample(&agent, t);
+    assert!(body.contains("storwatch_disk_await_seconds{"), "{body}");
+    assert!(!body.contains("storwatch_check_"), "{body}");
+}
+
+#[test]
+fn disabled_collector_is_absent() {
+    let agent = Agent::start(&["--no-collector.diskstats"]);
+    agent.wait_ready();
+    let body = agent.metrics();
+    assert!(body.contains("storwatch_build_info{"));
+    assert!(!body.contains("diskstats") && !body.contains("storwatch_disk_"), "{body}");
+}

@@ -1,0 +1,191 @@
+//! Shared helpers for the integration tests: start the real binary, scrape it, read samples.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// `../shared/fixtures/node-exporter`, or `$STORWATCH_FIXTURES`.
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("STORWATCH_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/node-exporter"))
+}
+
+/// The fixture sysfs tree unpacked into a fresh temporary directory; `<dir>/sys` is the root.
+pub fn fixture_sysfs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("tar")
+        .arg("xzf")
+        .arg(fixtures().join("sys.tar.gz"))
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .expect("tar runs");
+    assert!(status.success(), "unpacking sys.tar.gz failed");
+    dir
+}
+
+/// Copies the fixture procfs files into a fresh temporary directory, for tests that alter them.
+pub fn fixture_procfs_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status =
+        Command::new("cp").arg("-r").arg(fixtures().join("proc/.")).arg(dir.path()).status().unwrap();
+    assert!(status.success());
+    dir
+}
+
+/// A running agent on a loopback port the kernel chose; killed on drop.
+pub struct Agent {
+    pub child: Child,
+    pub addr: String,
+    stderr: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl Agent {
+    /// Starts `storwatch` with `args` (plus a loopback listen address) and waits until it listens.
+    pub fn start(args: &[&str]) -> Agent {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_storwatch"))
+            .arg("--web.listen-address=127.0.0.1:0")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("storwatch starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut agent = Agent { child, addr: String::new(), stderr: rx, log: Vec::new() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while agent.addr.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = agent
+                .stderr
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("storwatch did not report its address; log: {:?}", agent.log));
+            // logfmt: `address=127.0.0.1:1234`; JSON: `"address":"127.0.0.1:1234"`.
+            if let Some(rest) = line.split("address=").nth(1) {
+                agent.addr = rest.split_whitespace().next().unwrap().to_owned();
+            } else if let Some(rest) = line.split("\"address\":\"").nth(1) {
+                agent.addr = rest.split('"').next().unwrap().to_owned();
+            }
+            agent.log.push(line);
+        }
+        agent
+    }
+
+    /// Log lines printed so far.
+    pub fn drain_log(&mut self) -> &[String] {
+        while let Ok(line) = self.stderr.try_recv() {
+            self.log.push(line);
+        }
+        &self.log
+    }
+
+    /// One HTTP/1.1 GET; returns (status, headers in lower case, body).
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, String>, String) {
+        http_request(&self.addr, "GET", path, headers)
+    }
+
+    /// GET /metrics and return the body, asserting 200.
+    pub fn metrics(&self) -> String {
+        let (status, _, body) = self.get("/metrics", &[]);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until /-/ready answers 200.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.get("/-/ready", &[]).0 != 200 {
+            assert!(Instant::now() < deadline, "not ready after 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, BTreeMap<String, String>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// The value of the sample `name{labels}` exactly as written (labels in output order), if any.
+pub fn sample(body: &str, name_and_labels: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        let rest = l.strip_prefix(name_and_labels)?;
+        rest.strip_prefix(' ')?.parse().ok()
+    })
+}
+
+/// Every sample line whose metric name is `name`, as (labels text, value).
+pub fn samples<'a>(body: &'a str, name: &str) -> Vec<(&'a str, f64)> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, labels) = series.split_once('{').map_or((series, ""), |(n, rest)| (n, rest));
+            (n == name).then(|| (labels.trim_end_matches('}'), value.parse().unwrap()))
+        })
+        .collect()
+}
+
+/// Whether the test must not skip: under CI every prerequisite is required.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Path to a tool, or a panic (in CI, or always when `required`) / None naming what is missing.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
+    if found.is_none() {
+        assert!(!in_ci(), "{name} is required under CI=true; scripts/test.sh installs it");
+        eprintln!("skipping: {name} is not installed (scripts/test.sh installs it)");
+    }
+    found
+}
