@@ -50,7 +50,21 @@ pub struct Agent {
 impl Agent {
     /// Starts `storwatch` with `args` (plus a loopback listen address) and waits until it listens.
     pub fn start(args: &[&str]) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_storwatch"))
+        Agent::start_wrapped(&[], args)
+    }
+
+    /// As `start`, run through `wrapper` (e.g. `setpriv --reuid=65534 ...`) when it is not empty.
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Agent {
+        let bin = env!("CARGO_BIN_EXE_storwatch");
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(bin),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+        };
+        let mut child = cmd
             .arg("--web.listen-address=127.0.0.1:0")
             .args(args)
             .stdout(Stdio::null())
@@ -188,4 +202,21 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         eprintln!("skipping: {name} is not installed (scripts/test.sh installs it)");
     }
     found
+}
+
+/// Whether this test may use root-only things (loop devices, setpriv). Under CI=true a missing
+/// privilege fails the test; elsewhere the test says why it skips.
+pub fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc_geteuid() } == 0;
+    if !root {
+        assert!(!in_ci(), "this test needs root under CI=true");
+        eprintln!("skipping: this test needs root");
+    }
+    root
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
 }
