@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite uses (run as root on Debian 12). Idempotent: packages
+# already present are not fetched again.
+#   prometheus   promtool, to lint the exposition (`promtool check metrics`)
+#   sysstat      iostat, the oracle for the disk rates and latencies on a real loop device
+#   util-linux   losetup and setpriv (loop devices; running the agent as nobody)
+#   python3      LOOP_CTL_REMOVE / LOOP_CTL_ADD ioctls in the loop device test
+set -euo pipefail
+packages=(prometheus sysstat util-linux python3)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "install-test-deps: need root to install: ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "install-test-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # Keep package scripts from starting services (prometheus) on the test machine.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
