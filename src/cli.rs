@@ -4,9 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use std::collections::BTreeMap;
+
+use clap::{Arg, ArgAction, Parser, ValueEnum};
 use regex::Regex;
 
+use crate::collectors::REGISTRY;
 use crate::collectors::diskstats::DEFAULT_EXCLUDE;
 use crate::paths::Paths;
 
@@ -14,8 +17,17 @@ const ABOUT: &str = "Storage health agent: disk latency and IOPS, judged against
 manual's thresholds, exported for Prometheus. Runs on its built-in defaults with no arguments.";
 
 #[derive(Debug, Parser)]
-#[command(name = "storwatch", version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("STORWATCH_REVISION"), ")"), about = ABOUT)]
+#[command(
+    name = "storwatch",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("STORWATCH_REVISION"), ")"),
+    about = ABOUT,
+    after_help = "Collector flags (--collector.<name>, --no-collector.<name>, --collector.<name>.interval) \
+                  exist for: diskstats, queue, host. The device filter applies to diskstats and queue."
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+
     /// Address to listen on for HTTP: host:port, or :port for every interface.
     #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9747", value_parser = parse_listen)]
     pub listen: ListenAddr,
@@ -25,52 +37,130 @@ pub struct Cli {
     pub telemetry_path: String,
 
     /// Optional TOML file with check thresholds; without it the spec's defaults apply.
-    #[arg(long = "config.file", value_name = "FILE")]
+    #[arg(long = "config.file", value_name = "FILE", global = true)]
     pub config_file: Option<PathBuf>,
 
     /// procfs mount point.
-    #[arg(long = "path.procfs", value_name = "DIR", default_value = "/proc")]
+    #[arg(long = "path.procfs", value_name = "DIR", default_value = "/proc", global = true)]
     pub procfs: PathBuf,
 
     /// sysfs mount point.
-    #[arg(long = "path.sysfs", value_name = "DIR", default_value = "/sys")]
+    #[arg(long = "path.sysfs", value_name = "DIR", default_value = "/sys", global = true)]
     pub sysfs: PathBuf,
 
     /// Root filesystem of the host (for running in a container with the host mounted, e.g. /host).
-    #[arg(long = "path.rootfs", value_name = "DIR", default_value = "/")]
+    #[arg(long = "path.rootfs", value_name = "DIR", default_value = "/", global = true)]
     pub rootfs: PathBuf,
 
     /// Device directory (kernel log and device nodes).
-    #[arg(long = "path.dev", value_name = "DIR", default_value = "/dev")]
+    #[arg(long = "path.dev", value_name = "DIR", default_value = "/dev", global = true)]
     pub dev: PathBuf,
 
-    /// Enable the diskstats collector (default: enabled).
-    #[arg(long = "collector.diskstats", overrides_with = "no_diskstats")]
-    pub diskstats: bool,
-
-    /// Disable the diskstats collector.
-    #[arg(long = "no-collector.diskstats")]
-    pub no_diskstats: bool,
-
-    /// How often the diskstats collector samples; the rate and latency gauges cover this window.
-    #[arg(long = "collector.diskstats.interval", value_name = "DURATION", default_value = "5s", value_parser = parse_interval)]
-    pub diskstats_interval: Duration,
-
-    /// Regex of devices to include. When set, the default exclude regex no longer applies.
-    #[arg(long = "collector.diskstats.device-include", value_name = "REGEX")]
+    /// Regex of block devices to include. When set, the default exclude regex no longer applies.
+    #[arg(long = "collector.diskstats.device-include", value_name = "REGEX", global = true)]
     pub diskstats_include: Option<Regex>,
 
-    /// Regex of devices to exclude [default: partitions, loop, ram, zram, fd: see README].
-    #[arg(long = "collector.diskstats.device-exclude", value_name = "REGEX")]
+    /// Regex of block devices to exclude [default: partitions, loop, ram, zram, fd: see README].
+    #[arg(long = "collector.diskstats.device-exclude", value_name = "REGEX", global = true)]
     pub diskstats_exclude: Option<Regex>,
 
+    #[command(flatten)]
+    pub collectors: CollectorArgs,
+
     /// Only log messages at this level or above.
-    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", global = true)]
     pub log_level: LogLevel,
 
     /// Log format.
-    #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt")]
+    #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt", global = true)]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
+    /// Take two samples over --window, evaluate every check once and print a report. Exit status:
+    /// 0 when every check passes, 1 when any fails, 2 on an error (bad flags or config, a
+    /// collector that could not read its source).
+    Check {
+        /// Time between the two samples; rates and latencies cover this window.
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_interval)]
+        window: Duration,
+        /// Report format.
+        #[arg(long, value_name = "FORMAT", default_value = "table")]
+        output: ReportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Aligned columns; colour on a terminal (NO_COLOR turns it off).
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// Per collector: enabled or not, and its interval. The flags are made from the registry.
+#[derive(Debug, Clone, Default)]
+pub struct CollectorArgs {
+    pub enabled: BTreeMap<&'static str, bool>,
+    pub intervals: BTreeMap<&'static str, Duration>,
+}
+
+impl clap::Args for CollectorArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        REGISTRY.iter().fold(cmd, |cmd, spec| {
+            let (on, off, every) = (
+                format!("collector.{}", spec.name),
+                format!("no-collector.{}", spec.name),
+                format!("collector.{}.interval", spec.name),
+            );
+            cmd.arg(
+                Arg::new(on.clone())
+                    .long(on)
+                    .action(ArgAction::SetTrue)
+                    .overrides_with(off.clone())
+                    .global(true)
+                    .help(format!("Enable the {} collector (default: enabled): {}", spec.name, spec.help)),
+            )
+            .arg(
+                Arg::new(off.clone())
+                    .long(off)
+                    .action(ArgAction::SetTrue)
+                    .global(true)
+                    .help(format!("Disable the {} collector", spec.name)),
+            )
+            .arg(
+                Arg::new(every.clone())
+                    .long(every)
+                    .value_name("DURATION")
+                    .default_value(spec.interval)
+                    .value_parser(parse_interval)
+                    .global(true)
+                    .help(format!("How often the {} collector samples", spec.name)),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for CollectorArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = CollectorArgs::default();
+        for spec in REGISTRY {
+            args.enabled.insert(spec.name, !m.get_flag(&format!("no-collector.{}", spec.name)));
+            let every = m.get_one::<Duration>(&format!("collector.{}.interval", spec.name)).copied();
+            args.intervals.insert(spec.name, every.unwrap_or(Duration::from_secs(60)));
+        }
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -138,8 +228,13 @@ impl Cli {
         }
     }
 
-    pub fn diskstats_enabled(&self) -> bool {
-        !self.no_diskstats
+    /// The enabled collectors with their intervals, in registry order.
+    pub fn enabled_collectors(&self) -> Vec<(&'static str, Duration)> {
+        REGISTRY
+            .iter()
+            .filter(|s| self.collectors.enabled[s.name])
+            .map(|s| (s.name, self.collectors.intervals[s.name]))
+            .collect()
     }
 
     /// The default exclude regex applies only when neither regex was given.
@@ -165,8 +260,16 @@ mod tests {
     fn defaults() {
         let c = cli(&[]).unwrap();
         assert_eq!(c.listen, ListenAddr::AnyHost(9747));
-        assert!(c.diskstats_enabled());
-        assert_eq!(c.diskstats_interval, Duration::from_secs(5));
+        let enabled = c.enabled_collectors();
+        assert_eq!(
+            enabled,
+            [
+                ("diskstats", Duration::from_secs(5)),
+                ("queue", Duration::from_secs(60)),
+                ("host", Duration::from_secs(60))
+            ]
+        );
+        assert!(c.command.is_none());
         let f = c.diskstats_filter();
         assert!(f.matches("sda") && !f.matches("sda1") && !f.matches("loop0"));
     }
@@ -180,11 +283,20 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.listen, ListenAddr::Addr("127.0.0.1:0".parse().unwrap()));
-        assert!(!c.diskstats_enabled());
+        assert_eq!(c.enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>(), ["queue", "host"]);
         let f = c.diskstats_filter();
         assert!(f.matches("loop3") && !f.matches("sda"));
-        let c = cli(&["--no-collector.diskstats", "--collector.diskstats"]).unwrap();
-        assert!(c.diskstats_enabled());
+        let c = cli(&["--no-collector.diskstats", "--collector.diskstats", "--collector.host.interval=2m"])
+            .unwrap();
+        assert_eq!(c.enabled_collectors()[0].0, "diskstats");
+        assert_eq!(c.enabled_collectors()[2], ("host", Duration::from_secs(120)));
+        let c = cli(&["check", "--window=1s", "--output=json", "--path.procfs=/x", "--no-collector.queue"])
+            .unwrap();
+        assert!(
+            matches!(c.command, Some(Subcommand::Check { window, output: ReportFormat::Json }) if window == Duration::from_secs(1))
+        );
+        assert_eq!(c.procfs, PathBuf::from("/x"));
+        assert_eq!(c.enabled_collectors().len(), 2);
     }
 
     #[test]
@@ -197,6 +309,8 @@ mod tests {
             &["--collector.diskstats.interval=soon"],
             &["--web.telemetry-path=metrics"],
             &["--log.format=xml"],
+            &["check", "--output=yaml"],
+            &["--collector.queue.interval=1ms"],
         ] {
             assert!(cli(args).is_err(), "{args:?}");
         }

@@ -9,4 +9,5 @@ pub mod derive;
 pub mod http;
 pub mod metrics;
 pub mod paths;
+pub mod report;
 pub mod state;

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use storwatch::cli::{Cli, ListenAddr, LogFormat, LogLevel};
-use storwatch::collectors::{self, CollectError, Collector, ErrorKind, Output};
+use storwatch::cli::{Cli, ListenAddr, LogFormat, LogLevel, Subcommand};
+use storwatch::collectors::{self, CollectError, Collector, ErrorKind, Output, Setup};
 use storwatch::config::Config;
-use storwatch::http;
 use storwatch::state::State;
+use storwatch::{checks, http, report};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,9 +31,19 @@ fn main() -> ExitCode {
         },
     };
 
-    let collectors = build_collectors(&cli, &config);
+    let (paths, devices) = (cli.paths(), cli.diskstats_filter());
+    let setup = Setup { paths: &paths, config: &config, devices: &devices };
+    let collectors: Vec<Box<dyn Collector>> = cli
+        .enabled_collectors()
+        .into_iter()
+        .map(|(name, every)| collectors::build(name, &setup, every))
+        .collect();
+    if let Some(Subcommand::Check { window, output }) = cli.command {
+        return ExitCode::from(report::run(collectors, window, output));
+    }
+
     let names: Vec<&'static str> = collectors.iter().map(|c| c.name()).collect();
-    let state = Arc::new(State::new(&names));
+    let state = Arc::new(State::new(&names, checks::enabled(&config.checks)));
     tracing::info!(message = "starting storwatch", version = env!("CARGO_PKG_VERSION"), collectors = ?names);
 
     // Each collector thread stops when its sender is dropped.
@@ -74,19 +84,6 @@ fn main() -> ExitCode {
     });
     drop(stops);
     code
-}
-
-fn build_collectors(cli: &Cli, config: &Config) -> Vec<Box<dyn Collector>> {
-    let mut out: Vec<Box<dyn Collector>> = Vec::new();
-    if cli.diskstats_enabled() {
-        out.push(Box::new(collectors::diskstats::Diskstats::new(
-            cli.paths(),
-            cli.diskstats_filter(),
-            cli.diskstats_interval,
-            config.checks.storage_latency.clone(),
-        )));
-    }
-    out
 }
 
 /// Runs one collector on its interval until `stop` is dropped. A panic inside a run is caught and

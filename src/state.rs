@@ -30,17 +30,19 @@ struct Published {
 #[derive(Debug)]
 pub struct State {
     build_info: Family,
+    /// The enabled checks, so each shows in the failing summary even with nothing to judge yet.
+    checks: Vec<&'static str>,
     slots: Mutex<BTreeMap<&'static str, Slot>>,
 }
 
 impl State {
-    pub fn new(collectors: &[&'static str]) -> State {
+    pub fn new(collectors: &[&'static str], checks: Vec<&'static str>) -> State {
         let mut build_info =
             Family::info("storwatch_build_info", "The storwatch version and the revision it was built from.");
         build_info
             .push([("version", env!("CARGO_PKG_VERSION")), ("revision", env!("STORWATCH_REVISION"))], 1.0);
         let slots = collectors.iter().map(|&c| (c, Slot::default())).collect();
-        State { build_info, slots: Mutex::new(slots) }
+        State { build_info, checks, slots: Mutex::new(slots) }
     }
 
     fn slots(&self) -> MutexGuard<'_, BTreeMap<&'static str, Slot>> {
@@ -87,7 +89,7 @@ impl State {
             own.extend(self_families(&slots));
             slots.values().map(|s| s.published.clone()).collect()
         };
-        let check_families = checks::families(published.iter().flat_map(|p| &p.checks));
+        let check_families = checks::families(&self.checks, published.iter().flat_map(|p| &p.checks));
         let collected = published.iter().flat_map(|p| &p.families);
         metrics::encode(format, own.iter().chain(collected).chain(check_families.iter()))
     }

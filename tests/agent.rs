@@ -57,7 +57,10 @@ fn bad_flags_and_configs_exit_2_naming_the_problem() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains(&format!("config file {}: line 3, column 7: invalid type: integer `5`", bad.display())),
+        err.contains(&format!(
+            "config file {}: line 3, column 7, key checks.storage_latency.max: invalid type: integer `5`",
+            bad.display()
+        )),
         "{err}"
     );
 
@@ -66,7 +69,10 @@ fn bad_flags_and_configs_exit_2_naming_the_problem() {
     let out = storwatch(&["--config.file", unknown.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("line 2, column 1: unknown field `storage_latncy`"), "{err}");
+    assert!(
+        err.contains("line 2, column 1, key checks.storage_latncy: unknown field `storage_latncy`"),
+        "{err}"
+    );
 
     let out = storwatch(&["--config.file", "/nonexistent/storwatch.toml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -177,7 +183,8 @@ fn latency_check_judges_the_window_with_the_configured_threshold() {
         "--collector.diskstats.interval=500ms",
     ]);
     let (t, body) = next_sample(&agent, 0.0);
-    assert!(!body.contains("storwatch_check_ok"), "no window yet, so no verdict:\n{body}");
+    assert!(!body.contains("check=\"storage_latency\",subject"), "no window yet, so no verdict:\n{body}");
+    assert_eq!(sample(&body, "storwatch_checks_failing{check=\"storage_latency\"}"), Some(0.0));
     replace(&diskstats, after);
     let (_, body) = next_sample(&agent, t);
     assert_eq!(
@@ -194,7 +201,11 @@ fn latency_check_judges_the_window_with_the_configured_threshold() {
         sample(&body, "storwatch_check_observed{check=\"storage_latency\",subject=\"sdb\"}"),
         Some(0.001)
     );
-    assert_eq!(sample(&body, "storwatch_check_threshold{check=\"storage_latency\"}"), Some(0.02));
+    assert_eq!(
+        sample(&body, "storwatch_check_threshold{check=\"storage_latency\",subject=\"sda\"}"),
+        Some(0.02)
+    );
+    assert_eq!(sample(&body, "storwatch_checks_failing{check=\"storage_latency\"}"), Some(1.0));
     assert_eq!(sample(&body, "storwatch_disk_await_seconds{device=\"sda\",op=\"write\"}"), Some(0.03));
     let window = sample(&body, "storwatch_disk_window_seconds").unwrap();
     let iops = sample(&body, "storwatch_disk_operations_per_second{device=\"sda\",op=\"write\"}").unwrap();
@@ -217,14 +228,20 @@ fn disabled_check_exports_nothing() {
     let (t, _) = next_sample(&agent, 0.0);
     let (_, body) = next_sample(&agent, t);
     assert!(body.contains("storwatch_disk_await_seconds{"), "{body}");
-    assert!(!body.contains("storwatch_check_"), "{body}");
+    assert!(!body.contains("storage_latency"), "{body}");
+    assert!(
+        body.contains("storwatch_checks_failing{check=\"writeback\"}"),
+        "other checks still run:\n{body}"
+    );
 }
 
 #[test]
 fn disabled_collector_is_absent() {
-    let agent = Agent::start(&["--no-collector.diskstats"]);
+    let agent = Agent::start(&["--no-collector.diskstats", "--no-collector.queue"]);
     agent.wait_ready();
     let body = agent.metrics();
     assert!(body.contains("storwatch_build_info{"));
+    assert!(body.contains("storwatch_collector_success{collector=\"host\"} 1"), "{body}");
     assert!(!body.contains("diskstats") && !body.contains("storwatch_disk_"), "{body}");
+    assert!(!body.contains("collector=\"queue\""), "{body}");
 }

@@ -2,6 +2,8 @@
 //! samples it; the scheduler in `main` runs each on its own thread and publishes its output.
 
 pub mod diskstats;
+pub mod host;
+pub mod queue;
 
 use std::fmt;
 use std::io;
@@ -11,7 +13,63 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::checks::CheckResult;
+use crate::config::Config;
 use crate::metrics::Family;
+use crate::paths::Paths;
+
+/// A collector as the flags see it: `--collector.<name>`, `--no-collector.<name>` and
+/// `--collector.<name>.interval` are made from this list.
+pub struct Spec {
+    pub name: &'static str,
+    pub interval: &'static str,
+    pub help: &'static str,
+}
+
+pub const REGISTRY: &[Spec] = &[
+    Spec {
+        name: "diskstats",
+        interval: "5s",
+        help: "disk I/O counters, IOPS, throughput and latency from /proc/diskstats",
+    },
+    Spec {
+        name: "queue",
+        interval: "60s",
+        help: "block queue settings (I/O scheduler, read-ahead, write cache) from /sys/block",
+    },
+    Spec {
+        name: "host",
+        interval: "60s",
+        help: "kernel release, writeback sysctls, CPUs, memory, filesystems of the Docker paths",
+    },
+];
+
+/// What every collector is built from.
+pub struct Setup<'a> {
+    pub paths: &'a Paths,
+    pub config: &'a Config,
+    /// The block device filter (`--collector.diskstats.device-include/exclude`).
+    pub devices: &'a DeviceFilter,
+}
+
+/// Builds the collector named in [`REGISTRY`].
+pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector> {
+    let (paths, checks) = (setup.paths.clone(), &setup.config.checks);
+    match name {
+        "diskstats" => Box::new(diskstats::Diskstats::new(
+            paths,
+            setup.devices.clone(),
+            interval,
+            checks.storage_latency.clone(),
+        )),
+        "queue" => {
+            Box::new(queue::Queue::new(paths, setup.devices.clone(), interval, checks.io_scheduler.clone()))
+        }
+        "host" => {
+            Box::new(host::Host::new(paths, interval, checks.clone(), setup.config.filesystems.paths.clone()))
+        }
+        other => unreachable!("collector {other} is not in the registry"),
+    }
+}
 
 /// What a collector publishes from one successful run.
 #[derive(Debug, Default)]

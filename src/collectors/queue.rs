@@ -1,0 +1,234 @@
+//! Block queue settings from `/sys/block/<dev>/queue/` (Documentation/ABI/stable/sysfs-block) and
+//! the I/O scheduler check.
+//!
+//! ```text
+//! queue/scheduler      mq-deadline kyber [bfq] none      (the active one in brackets)
+//! queue/write_cache    write back
+//! queue/io_timeout     30000                               (ms)
+//! ```
+
+use std::time::Duration;
+
+use super::{CollectError, Collector, DeviceFilter, Output, read_attr};
+use crate::checks;
+use crate::config::SchedulerCheck;
+use crate::metrics::Family;
+use crate::paths::Paths;
+
+/// The active scheduler and the available ones. A file without brackets names only the active
+/// one (devices without a choice print `none`).
+pub fn parse_scheduler(s: &str) -> Option<(String, Vec<String>)> {
+    let mut active = None;
+    let mut available = Vec::new();
+    for token in s.split_ascii_whitespace() {
+        let name = match token.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            Some(name) => {
+                active = Some(name.to_owned());
+                name
+            }
+            None => token,
+        };
+        available.push(name.to_owned());
+    }
+    match (active, available.as_slice()) {
+        (Some(a), _) => Some((a, available)),
+        (None, [only]) => Some((only.clone(), available)),
+        _ => None,
+    }
+}
+
+/// One device's queue settings; `None` where the file is absent or unreadable.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueSettings {
+    pub scheduler: Option<(String, Vec<String>)>,
+    pub rotational: Option<u64>,
+    pub nr_requests: Option<u64>,
+    pub read_ahead_kb: Option<u64>,
+    pub max_sectors_kb: Option<u64>,
+    /// `write back` (true) or `write through` (false).
+    pub write_cache: Option<bool>,
+    pub wbt_lat_usec: Option<u64>,
+    pub io_timeout_ms: Option<u64>,
+}
+
+fn read_settings(paths: &Paths, device: &str, errors: &mut Vec<CollectError>) -> QueueSettings {
+    let dir = paths.sys("block").join(device).join("queue");
+    let mut text = |name: &str| {
+        read_attr(&dir.join(name)).unwrap_or_else(|e| {
+            errors.push(e);
+            None
+        })
+    };
+    let raw: Vec<Option<String>> = [
+        "scheduler",
+        "rotational",
+        "nr_requests",
+        "read_ahead_kb",
+        "max_sectors_kb",
+        "write_cache",
+        "wbt_lat_usec",
+        "io_timeout",
+    ]
+    .into_iter()
+    .map(&mut text)
+    .collect();
+    let mut number = |i: usize, name: &str| {
+        let v = raw[i].as_deref()?;
+        v.parse::<u64>()
+            .map_err(|_| {
+                errors.push(CollectError::parse(&dir.join(name), format_args!("{v:?} is not a number")))
+            })
+            .ok()
+    };
+    QueueSettings {
+        rotational: number(1, "rotational"),
+        nr_requests: number(2, "nr_requests"),
+        read_ahead_kb: number(3, "read_ahead_kb"),
+        max_sectors_kb: number(4, "max_sectors_kb"),
+        wbt_lat_usec: number(6, "wbt_lat_usec"),
+        io_timeout_ms: number(7, "io_timeout"),
+        scheduler: raw[0].as_deref().and_then(parse_scheduler),
+        write_cache: raw[5].as_deref().and_then(|w| match w {
+            "write back" => Some(true),
+            "write through" => Some(false),
+            _ => None,
+        }),
+    }
+}
+
+pub struct Queue {
+    paths: Paths,
+    filter: DeviceFilter,
+    interval: Duration,
+    check: SchedulerCheck,
+}
+
+impl Queue {
+    pub fn new(paths: Paths, filter: DeviceFilter, interval: Duration, check: SchedulerCheck) -> Self {
+        Queue { paths, filter, interval, check }
+    }
+}
+
+impl Collector for Queue {
+    fn name(&self) -> &'static str {
+        "queue"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn collect(&mut self) -> Result<Output, CollectError> {
+        let dir = self.paths.sys("block");
+        let entries = std::fs::read_dir(&dir).map_err(|e| CollectError::io(&dir, &e))?;
+        let mut devices: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|d| self.filter.matches(d))
+            .collect();
+        devices.sort();
+        let mut errors = Vec::new();
+        let settings: Vec<(String, QueueSettings)> = devices
+            .into_iter()
+            .map(|d| (read_settings(&self.paths, &d, &mut errors), d))
+            .map(|(s, d)| (d, s))
+            .collect();
+
+        let checks = if self.check.enabled {
+            settings
+                .iter()
+                .filter_map(|(dev, s)| {
+                    let (active, _) = s.scheduler.as_ref()?;
+                    Some(checks::io_scheduler(&self.check, dev, active, s.rotational? == 1))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Output { families: families(&settings), checks, errors })
+    }
+}
+
+type Setting = (&'static str, &'static str, fn(&QueueSettings) -> Option<f64>);
+
+const SETTINGS: &[Setting] = &[
+    (
+        "storwatch_disk_rotational",
+        "1 when the kernel treats the device as rotational (queue/rotational).",
+        |s| s.rotational.map(|v| v as f64),
+    ),
+    ("storwatch_disk_nr_requests", "Requests the queue may hold (queue/nr_requests).", |s| {
+        s.nr_requests.map(|v| v as f64)
+    }),
+    ("storwatch_disk_read_ahead_bytes", "Read-ahead size (queue/read_ahead_kb).", |s| {
+        s.read_ahead_kb.map(|v| v as f64 * 1024.0)
+    }),
+    (
+        "storwatch_disk_max_request_bytes",
+        "Largest request the block layer issues (queue/max_sectors_kb).",
+        |s| s.max_sectors_kb.map(|v| v as f64 * 1024.0),
+    ),
+    (
+        "storwatch_disk_write_cache_enabled",
+        "1 for a volatile write-back cache, 0 for write through (queue/write_cache).",
+        |s| s.write_cache.map(|v| if v { 1.0 } else { 0.0 }),
+    ),
+    (
+        "storwatch_disk_wbt_latency_seconds",
+        "Writeback throttling latency target; 0 when disabled (queue/wbt_lat_usec).",
+        |s| s.wbt_lat_usec.map(|v| v as f64 / 1e6),
+    ),
+    (
+        "storwatch_disk_io_timeout_seconds",
+        "Time after which the block layer times a request out (queue/io_timeout).",
+        |s| s.io_timeout_ms.map(|v| v as f64 / 1e3),
+    ),
+];
+
+fn families(settings: &[(String, QueueSettings)]) -> Vec<Family> {
+    let mut scheduler = Family::info(
+        "storwatch_disk_scheduler_info",
+        "The active I/O scheduler of a device and the ones available (queue/scheduler).",
+    );
+    for (dev, s) in settings {
+        if let Some((active, available)) = &s.scheduler {
+            scheduler
+                .push([("device", dev), ("scheduler", active), ("available", &available.join(" "))], 1.0);
+        }
+    }
+    let mut out = vec![scheduler];
+    for (name, help, get) in SETTINGS {
+        let mut f = Family::gauge(name, help);
+        for (dev, s) in settings {
+            if let Some(v) = get(s) {
+                f.push([("device", dev)], v);
+            }
+        }
+        out.push(f);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn schedulers() {
+        let (a, av) = parse_scheduler("mq-deadline kyber [bfq] none\n").unwrap();
+        assert_eq!((a.as_str(), av.len()), ("bfq", 4));
+        assert_eq!(parse_scheduler("[none] mq-deadline").unwrap().0, "none");
+        assert_eq!(parse_scheduler("none").unwrap().0, "none");
+        assert_eq!(parse_scheduler("noop deadline"), None);
+        assert_eq!(parse_scheduler(""), None);
+    }
+
+    proptest! {
+        #[test]
+        fn scheduler_never_panics(s in "\\PC{0,80}") {
+            if let Some((active, available)) = parse_scheduler(&s) {
+                prop_assert!(available.contains(&active));
+            }
+        }
+    }
+}

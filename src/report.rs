@@ -1,0 +1,162 @@
+//! `storwatch check`: two samples over a window, every check evaluated once, a report for people
+//! (a table) or machines (JSON). Exit status 0 all pass, 1 any fails, 2 a collector failed.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::checks::{CheckResult, ORDER};
+use crate::cli::ReportFormat;
+use crate::collectors::Collector;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub window_seconds: f64,
+    /// True when every result passed and every collector read its source.
+    pub passed: bool,
+    pub failing: usize,
+    pub results: Vec<CheckResult>,
+    /// Collectors that could not read their source: their checks are missing from `results`.
+    pub errors: Vec<String>,
+    /// Partial failures (a file or line that could not be read while the rest was).
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> u8 {
+        match (self.errors.is_empty(), self.failing) {
+            (false, _) => 2,
+            (true, 0) => 0,
+            (true, _) => 1,
+        }
+    }
+}
+
+/// Runs every collector twice, `window` apart, and gathers the second run's check results.
+pub fn evaluate(collectors: &mut [Box<dyn Collector>], window: Duration) -> Report {
+    for c in collectors.iter_mut() {
+        let _ = c.collect();
+    }
+    std::thread::sleep(window);
+    let (mut results, mut errors, mut warnings) = (Vec::new(), Vec::new(), Vec::new());
+    for c in collectors.iter_mut() {
+        match c.collect() {
+            Ok(out) => {
+                results.extend(out.checks);
+                warnings.extend(out.errors.iter().map(|e| format!("{}: {e}", c.name())));
+            }
+            Err(e) => errors.push(format!("collector {} failed: {e}", c.name())),
+        }
+    }
+    let rank = |check: &str| ORDER.iter().position(|c| *c == check).unwrap_or(ORDER.len());
+    results.sort_by(|a, b| (rank(a.check), &a.subject).cmp(&(rank(b.check), &b.subject)));
+    let failing = results.iter().filter(|r| !r.ok).count();
+    Report {
+        window_seconds: window.as_secs_f64(),
+        passed: failing == 0 && errors.is_empty(),
+        failing,
+        results,
+        errors,
+        warnings,
+    }
+}
+
+/// The report as aligned columns; the verdict in colour when `colour`.
+pub fn table(report: &Report, colour: bool) -> String {
+    let header = ["CHECK", "SUBJECT", "OBSERVED", "EXPECTED", "VERDICT"];
+    let rows: Vec<[&str; 5]> = report
+        .results
+        .iter()
+        .map(|r| [r.check, &r.subject, &r.observed, &r.expected, if r.ok { "PASS" } else { "FAIL" }])
+        .collect();
+    let mut width = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        for (i, cell) in row.iter().enumerate().take(4) {
+            out.push_str(&format!("{cell:<w$}  ", w = width[i]));
+        }
+        out.push_str(&match (colour, row[4]) {
+            (true, "PASS") => "\x1b[32mPASS\x1b[0m".to_owned(),
+            (true, "FAIL") => "\x1b[1;31mFAIL\x1b[0m".to_owned(),
+            (_, v) => v.to_owned(),
+        });
+        out.push('\n');
+    }
+    let n = report.results.len();
+    out.push_str(&format!(
+        "\n{n} results over a {}s window: {} passed, {} failed\n",
+        report.window_seconds,
+        n - report.failing,
+        report.failing
+    ));
+    out
+}
+
+/// Runs the report and prints it; returns the exit status.
+pub fn run(mut collectors: Vec<Box<dyn Collector>>, window: Duration, format: ReportFormat) -> u8 {
+    let report = evaluate(&mut collectors, window);
+    let text = match format {
+        ReportFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+        ReportFormat::Table => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            table(&report, colour)
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    if format == ReportFormat::Table {
+        for w in &report.warnings {
+            eprintln!("storwatch: warning: {w}");
+        }
+        for e in &report.errors {
+            eprintln!("storwatch: error: {e}");
+        }
+    }
+    report.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(check: &'static str, subject: &str, ok: bool) -> CheckResult {
+        CheckResult {
+            check,
+            subject: subject.into(),
+            ok,
+            observed: "o".into(),
+            expected: "e".into(),
+            value: None,
+            threshold: None,
+        }
+    }
+
+    #[test]
+    fn table_and_exit_codes() {
+        let mut r = Report {
+            window_seconds: 3.0,
+            passed: false,
+            failing: 1,
+            results: vec![result("kernel", "kernel", true), result("writeback", "vm.dirty_ratio", false)],
+            errors: vec![],
+            warnings: vec![],
+        };
+        let t = table(&r, false);
+        assert!(t.starts_with("CHECK      SUBJECT         OBSERVED  EXPECTED  VERDICT\n"), "{t}");
+        assert!(t.contains("writeback  vm.dirty_ratio  o         e         FAIL\n"), "{t}");
+        assert!(t.ends_with("2 results over a 3s window: 1 passed, 1 failed\n"));
+        assert!(table(&r, true).contains("\x1b[1;31mFAIL\x1b[0m"));
+        assert_eq!(r.exit_code(), 1);
+        r.errors.push("collector host failed".into());
+        assert_eq!(r.exit_code(), 2);
+        r.errors.clear();
+        r.failing = 0;
+        assert_eq!(r.exit_code(), 0);
+    }
+}
