@@ -4,9 +4,8 @@
 #   prometheus   promtool, to lint the exposition (`promtool check metrics`)
 #   sysstat      iostat, the oracle for the disk rates and latencies on a real loop device
 #   util-linux   losetup and setpriv (loop devices; running the agent as nobody)
-#   python3      LOOP_CTL_REMOVE / LOOP_CTL_ADD ioctls in the loop device test
 set -euo pipefail
-packages=(prometheus sysstat util-linux python3)
+packages=(prometheus sysstat util-linux)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
