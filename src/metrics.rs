@@ -95,13 +95,18 @@ impl Family {
 /// Encodes families in order. Families without samples are left out entirely.
 pub fn encode<'a>(format: Format, families: impl IntoIterator<Item = &'a Family>) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    for family in families {
-        encode_family(&mut out, format, family);
-    }
+    encode_into(&mut out, format, families);
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
     }
     out
+}
+
+/// Appends the families' exposition to `out`, without OpenMetrics' closing `# EOF`.
+pub fn encode_into<'a>(out: &mut String, format: Format, families: impl IntoIterator<Item = &'a Family>) {
+    for family in families {
+        encode_family(out, format, family);
+    }
 }
 
 fn encode_family(out: &mut String, format: Format, family: &Family) {
@@ -152,6 +157,10 @@ fn strip<'a>(name: &'a str, suffix: &str) -> &'a str {
 
 /// Escapes a label value (backslash, double quote, newline) or a help text (backslash, newline).
 fn escape_into(out: &mut String, s: &str, quote: bool) {
+    if !s.bytes().any(|b| b == b'\\' || b == b'\n' || (quote && b == b'"')) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

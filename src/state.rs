@@ -1,7 +1,7 @@
 //! The latest published output of every collector, and what a scrape encodes from it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::checks::{self, CheckResult};
@@ -24,6 +24,23 @@ struct Slot {
 struct Published {
     families: Vec<Family>,
     checks: Vec<CheckResult>,
+    /// `families` encoded once per run and format, on the first scrape that asks for it.
+    text: OnceLock<String>,
+    openmetrics: OnceLock<String>,
+}
+
+impl Published {
+    fn encoded(&self, format: Format) -> &str {
+        let cell = match format {
+            Format::Text => &self.text,
+            Format::OpenMetrics => &self.openmetrics,
+        };
+        cell.get_or_init(|| {
+            let mut out = String::new();
+            metrics::encode_into(&mut out, format, &self.families);
+            out
+        })
+    }
 }
 
 /// Shared between the collector threads (writers) and the HTTP server (reader).
@@ -69,7 +86,7 @@ impl State {
         match result {
             Ok((families, checks)) => {
                 slot.last_success = Some(SystemTime::now());
-                slot.published = Arc::new(Published { families, checks });
+                slot.published = Arc::new(Published { families, checks, ..Published::default() });
             }
             // A failed source has no current samples: stale values would mislead.
             Err(()) => slot.published = Arc::default(),
@@ -90,8 +107,15 @@ impl State {
             slots.values().map(|s| s.published.clone()).collect()
         };
         let check_families = checks::families(&self.checks, published.iter().flat_map(|p| &p.checks));
-        let collected = published.iter().flat_map(|p| &p.families);
-        metrics::encode(format, own.iter().chain(collected).chain(check_families.iter()))
+        let collected: Vec<&str> = published.iter().map(|p| p.encoded(format)).collect();
+        let mut out = String::with_capacity(collected.iter().map(|c| c.len()).sum::<usize>() + 16 * 1024);
+        metrics::encode_into(&mut out, format, &own);
+        collected.iter().for_each(|c| out.push_str(c));
+        metrics::encode_into(&mut out, format, &check_families);
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
+        out
     }
 }
 

@@ -83,6 +83,7 @@ pub fn parse_line(line: &str) -> Result<DiskStat, String> {
 /// A device listed twice keeps its first line.
 pub fn parse(bytes: &[u8]) -> (Vec<DiskStat>, Vec<(usize, String)>) {
     let mut stats: Vec<DiskStat> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut errors = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let Ok(line) = std::str::from_utf8(line) else {
@@ -93,7 +94,7 @@ pub fn parse(bytes: &[u8]) -> (Vec<DiskStat>, Vec<(usize, String)>) {
             continue;
         }
         match parse_line(line) {
-            Ok(s) if stats.iter().any(|o| o.name == s.name) => {
+            Ok(s) if !seen.insert(s.name.clone()) => {
                 errors.push((i + 1, format!("device {} listed twice", s.name)));
             }
             Ok(s) => stats.push(s),
