@@ -54,7 +54,7 @@ NE_PID=$!
 PIDS+=("$NE_PID")
 
 # The scrape client: warm-up scrapes, then N timed ones on one keep-alive connection.
-# Prints: scrapes cpu_seconds median_ms p99_ms vmhwm_kb exposition_lines
+# Prints: scrapes cpu_seconds median_ms p99_ms vmhwm_kb exposition_lines window_seconds
 cat >"$WORK/client.py" <<'EOF'
 import http.client, os, sys, time
 
@@ -84,17 +84,17 @@ def scrape():
 for _ in range(warmup):
     scrape()
 times = []
-before = cpu_seconds()
+before, start = cpu_seconds(), time.perf_counter()
 for _ in range(n):
     t = time.perf_counter()
     body = scrape()
     times.append(time.perf_counter() - t)
-cpu = cpu_seconds() - before
+cpu, window = cpu_seconds() - before, time.perf_counter() - start
 times.sort()
 median = (times[(n - 1) // 2] + times[n // 2]) / 2
 p99 = times[max(0, -(-99 * n // 100) - 1)]
 lines = body.count(b"\n")
-print(n, f"{cpu:.2f}", f"{median * 1e3:.3f}", f"{p99 * 1e3:.3f}", vmhwm_kb(), lines)
+print(n, f"{cpu:.2f}", f"{median * 1e3:.3f}", f"{p99 * 1e3:.3f}", vmhwm_kb(), lines, f"{window:.2f}")
 EOF
 
 # Answers on /metrics within 30 s; storwatch also has its window gauges (second sample, after 5 s).
@@ -128,8 +128,8 @@ echo
 printf '%-14s %8s %16s %14s %11s %9s %13s %11s\n' \
     exporter scrapes "CPU s/1000 scr" "CPU ms/scrape" "median ms" "p99 ms" "peak RSS MB" "expo lines"
 row() {
-    local name="$1" n cpu median p99 hwm lines
-    read -r n cpu median p99 hwm lines <<<"$2"
+    local name="$1" n cpu median p99 hwm lines _
+    read -r n cpu median p99 hwm lines _ <<<"$2"
     awk -v name="$name" -v n="$n" -v cpu="$cpu" -v median="$median" -v p99="$p99" -v hwm="$hwm" -v lines="$lines" \
         'BEGIN { printf "%-14s %8d %16.3f %14.3f %11.3f %9.3f %13.1f %11d\n",
                  name, n, cpu * 1000 / n, cpu * 1000 / n, median, p99, hwm / 1024, lines }'
@@ -143,6 +143,7 @@ awk -v sw="$(cut -d' ' -f2 <<<"$SW")" -v ne="$(cut -d' ' -f2 <<<"$NE")" -v tck="
 }'
 echo
 echo "Notes: CPU is utime+stime of the whole server process (all threads) over the timed scrapes, read"
-echo "in ticks of 1/$CLK_TCK s (so +-1 tick on each figure). storwatch samples diskstats in the background"
-echo "every 5 s whether scraped or not; samples taken during its scrapes are included in its figure."
-echo "node_exporter reads /proc and /sys on every scrape. Peak RSS is VmHWM from /proc/PID/status."
+echo "in ticks of 1/$CLK_TCK s (so +-1 tick on each figure). storwatch's collectors sample in the"
+echo "background on their own intervals (diskstats every 5 s) whether scraped or not; the samples taken"
+echo "during its timed scrapes ($(cut -d' ' -f7 <<<"$SW") s of wall time) are included in its figure."
+echo "node_exporter reads /proc and /sys on every scrape ($(cut -d' ' -f7 <<<"$NE") s). Peak RSS is VmHWM."
