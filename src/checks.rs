@@ -6,11 +6,13 @@
 //! threshold beside it where they are numbers, and a per-check count of failing subjects.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::config::{
-    Checks, FilesystemCheck, KernelCheck, LatencyCheck, ResourcesCheck, SchedulerCheck, WritebackCheck,
+    Checks, DeviceErrorsCheck, FilesystemCheck, KernelCheck, LatencyCheck, ResourcesCheck, SchedulerCheck,
+    WritebackCheck,
 };
 use crate::derive::DiskRates;
 use crate::metrics::Family;
@@ -38,6 +40,7 @@ pub const ORDER: [&str; 6] =
 pub fn enabled(cfg: &Checks) -> Vec<&'static str> {
     let on = [
         cfg.storage_latency.enabled,
+        cfg.device_errors.enabled,
         cfg.io_scheduler.enabled,
         cfg.writeback.enabled,
         cfg.filesystem.enabled,
@@ -68,6 +71,24 @@ pub fn storage_latency(cfg: &LatencyCheck, device: &str, rates: &DiskRates) -> C
         expected: format!("< {}", humantime::format_duration(cfg.max)),
         value: Some(value),
         threshold: Some(threshold),
+    }
+}
+
+/// Device errors, from the kernel log: no storage error on the device within the window.
+/// `age` is the time since its last error, `class` that error's class.
+pub fn device_errors_in_log(cfg: &DeviceErrorsCheck, device: &str, age: f64, class: &str) -> CheckResult {
+    let window = cfg.window.as_secs_f64();
+    CheckResult {
+        check: "device_errors",
+        subject: device.to_owned(),
+        ok: age > window,
+        observed: format!(
+            "last kernel log error {} ago ({class})",
+            humantime::format_duration(Duration::from_secs(age.max(0.0) as u64))
+        ),
+        expected: format!("none in the last {}", humantime::format_duration(cfg.window)),
+        value: Some(age),
+        threshold: Some(window),
     }
 }
 
@@ -203,7 +224,6 @@ pub fn families<'a>(
 mod tests {
     use super::*;
     use crate::derive::OpRates;
-    use std::time::Duration;
 
     fn rates(read: f64, write: f64) -> DiskRates {
         let op = |a| OpRates { ops_per_second: 1.0, bytes_per_second: 1.0, await_seconds: a };

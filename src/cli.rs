@@ -22,7 +22,7 @@ manual's thresholds, exported for Prometheus. Runs on its built-in defaults with
     version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("STORWATCH_REVISION"), ")"),
     about = ABOUT,
     after_help = "Collector flags (--collector.<name>, --no-collector.<name>, --collector.<name>.interval) \
-                  exist for: diskstats, queue, host. The device filter applies to diskstats and queue."
+                  exist for: diskstats, kmsg, queue, host. The device filter applies to diskstats and queue."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -265,6 +265,7 @@ mod tests {
             enabled,
             [
                 ("diskstats", Duration::from_secs(5)),
+                ("kmsg", Duration::from_secs(1)),
                 ("queue", Duration::from_secs(60)),
                 ("host", Duration::from_secs(60))
             ]
@@ -283,20 +284,20 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.listen, ListenAddr::Addr("127.0.0.1:0".parse().unwrap()));
-        assert_eq!(c.enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>(), ["queue", "host"]);
+        assert_eq!(c.enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>(), ["kmsg", "queue", "host"]);
         let f = c.diskstats_filter();
         assert!(f.matches("loop3") && !f.matches("sda"));
         let c = cli(&["--no-collector.diskstats", "--collector.diskstats", "--collector.host.interval=2m"])
             .unwrap();
         assert_eq!(c.enabled_collectors()[0].0, "diskstats");
-        assert_eq!(c.enabled_collectors()[2], ("host", Duration::from_secs(120)));
+        assert_eq!(c.enabled_collectors()[3], ("host", Duration::from_secs(120)));
         let c = cli(&["check", "--window=1s", "--output=json", "--path.procfs=/x", "--no-collector.queue"])
             .unwrap();
         assert!(
             matches!(c.command, Some(Subcommand::Check { window, output: ReportFormat::Json }) if window == Duration::from_secs(1))
         );
         assert_eq!(c.procfs, PathBuf::from("/x"));
-        assert_eq!(c.enabled_collectors().len(), 2);
+        assert_eq!(c.enabled_collectors().len(), 3);
     }
 
     #[test]

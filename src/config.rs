@@ -39,6 +39,7 @@ impl Default for Filesystems {
 #[serde(deny_unknown_fields, default)]
 pub struct Checks {
     pub storage_latency: LatencyCheck,
+    pub device_errors: DeviceErrorsCheck,
     pub io_scheduler: SchedulerCheck,
     pub writeback: WritebackCheck,
     pub filesystem: FilesystemCheck,
@@ -59,6 +60,38 @@ impl Default for LatencyCheck {
     fn default() -> Self {
         LatencyCheck { enabled: true, max: Duration::from_millis(5) }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceErrorsCheck {
+    pub enabled: bool,
+    /// A storage error in the kernel log within this window fails its device.
+    #[serde(deserialize_with = "positive_duration")]
+    pub window: Duration,
+    /// Kernel log classes that do not fail the check (still counted).
+    #[serde(deserialize_with = "class_names")]
+    pub ignore: Vec<String>,
+}
+
+impl Default for DeviceErrorsCheck {
+    fn default() -> Self {
+        DeviceErrorsCheck {
+            enabled: true,
+            window: Duration::from_secs(15 * 60),
+            ignore: vec!["pcie_aer_correctable".into()],
+        }
+    }
+}
+
+fn class_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if let Some(bad) = v.iter().find(|c| crate::collectors::kmsg::classify::Class::from_name(c).is_none()) {
+        return Err(serde::de::Error::custom(format!(
+            "unknown kernel log class {bad:?} (see the README's kmsg classes)"
+        )));
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -327,6 +360,10 @@ mod tests {
             ("[checks.resources]\nmin_memory = \"8GB\"\n", "invalid size \"8GB\""),
             ("[checks.kernel]\nmin_version = \"five\"\n", "invalid version \"five\""),
             ("[checks.io_scheduler]\nallowed = []\n", "must list at least one name"),
+            (
+                "[checks.device_errors]\nignore = [\"ata_media\", \"bogus\"]\n",
+                "unknown kernel log class \"bogus\"",
+            ),
             ("[checks.filesystem]\nallowed = \"xfs\"\n", "invalid type: string \"xfs\", expected a sequence"),
         ];
         for (text, want) in cases {

@@ -3,6 +3,7 @@
 
 pub mod diskstats;
 pub mod host;
+pub mod kmsg;
 pub mod queue;
 
 use std::fmt;
@@ -30,6 +31,11 @@ pub const REGISTRY: &[Spec] = &[
         name: "diskstats",
         interval: "5s",
         help: "disk I/O counters, IOPS, throughput and latency from /proc/diskstats",
+    },
+    Spec {
+        name: "kmsg",
+        interval: "1s",
+        help: "storage errors in the kernel log (/dev/kmsg) by device and class",
     },
     Spec {
         name: "queue",
@@ -61,6 +67,7 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
             interval,
             checks.storage_latency.clone(),
         )),
+        "kmsg" => Box::new(kmsg::Kmsg::new(paths, interval, checks.device_errors.clone())),
         "queue" => {
             Box::new(queue::Queue::new(paths, setup.devices.clone(), interval, checks.io_scheduler.clone()))
         }
