@@ -220,3 +220,66 @@ unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
+
+/// Whether the QEMU guest harness (tests/guest/run.sh) can run: qemu, cpio, busybox and a kernel in
+/// /boot (scripts/install-guest-deps.sh installs them). Under CI=true anything missing fails.
+pub fn guest_available() -> bool {
+    let tools = ["qemu-system-x86_64", "cpio", "busybox"].iter().all(|t| tool(t).is_some());
+    let kernel = std::fs::read_dir("/boot")
+        .is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-")));
+    if tools && !kernel {
+        assert!(!in_ci(), "a kernel in /boot is required under CI=true (linux-image-amd64)");
+        eprintln!("skipping: no /boot/vmlinuz-* (scripts/install-guest-deps.sh installs it)");
+    }
+    tools && kernel
+}
+
+/// Boots the QEMU guest once (tests/guest/run.sh, see tests/guest/README.md) with `flags`, runs the
+/// shell `script` in it with the host programs `binaries` carried in at their host paths, and
+/// returns what the script wrote (stdout and stderr). Panics, with the guest console's tail, when
+/// the guest does not finish or the script exits non-zero.
+pub fn guest_run(script: &str, flags: &[&str], binaries: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cmd.sh");
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guest/run.sh"))
+        .args(flags)
+        .arg(&path)
+        .args(binaries)
+        .output()
+        .expect("tests/guest/run.sh runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{stderr}");
+    assert!(out.status.success(), "guest run failed ({}):\n{stderr}", out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sends one QMP command (JSON text) to a guest run with `--qmp SOCKET` and returns QEMU's reply
+/// line (`{"return": ...}` or `{"error": ...}`), waiting up to 60 s for the socket to appear. E.g.
+/// `{"execute":"qom-set","arguments":{"path":"/machine/peripheral/nvme0","property":"smart_critical_warning","value":16}}`
+pub fn guest_qmp(socket: &std::path::Path, command: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stream = loop {
+        match std::os::unix::net::UnixStream::connect(socket) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("QMP socket {}: {e}", socket.display()),
+        }
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let greeting = lines.next().expect("QMP greeting").unwrap();
+    assert!(greeting.contains("\"QMP\""), "{greeting}");
+    let mut reply = String::new();
+    for cmd in [r#"{"execute":"qmp_capabilities"}"#, command] {
+        writer.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+        // Asynchronous events ({"event": ...}) may come before the reply.
+        reply = lines
+            .by_ref()
+            .map(Result::unwrap)
+            .find(|l| l.starts_with("{\"return\"") || l.starts_with("{\"error\""))
+            .expect("QMP reply");
+    }
+    reply
+}
