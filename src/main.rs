@@ -121,10 +121,11 @@ fn run_collector(mut collector: Box<dyn Collector>, state: &State, stop: &mpsc::
     }
 }
 
-/// One warning line per collector per minute at most, saying how many were held back.
+/// One warning line per collector per minute at most, saying how many were held back; the same
+/// error as the last one logged is not logged again (the error counter shows it goes on).
 struct RateLimitedLog {
     collector: &'static str,
-    last: Option<Instant>,
+    last: Option<(Instant, String)>,
     suppressed: u64,
 }
 
@@ -137,7 +138,8 @@ impl RateLimitedLog {
 
     fn errors(&mut self, errors: &[CollectError]) {
         let Some(first) = errors.first() else { return };
-        if self.last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+        let repeated = self.last.as_ref().is_some_and(|(_, m)| *m == first.message);
+        if repeated || self.last.as_ref().is_some_and(|(t, _)| t.elapsed() < Self::EVERY) {
             self.suppressed += errors.len() as u64;
             return;
         }
@@ -148,7 +150,7 @@ impl RateLimitedLog {
             errors_in_run = errors.len(),
             suppressed_since_last_log = self.suppressed,
         );
-        self.last = Some(Instant::now());
+        self.last = Some((Instant::now(), first.message.clone()));
         self.suppressed = 0;
     }
 }
