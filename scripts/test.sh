@@ -8,4 +8,4 @@ scripts/install-test-deps.sh
 scripts/install-guest-deps.sh
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked
+cargo test --locked --no-fail-fast
