@@ -4,8 +4,11 @@
 #   prometheus   promtool, to lint the exposition (`promtool check metrics`)
 #   sysstat      iostat, the oracle for the disk rates and latencies on a real loop device
 #   util-linux   losetup and setpriv (loop devices; running the agent as nobody)
+#   iproute2     ip: network namespaces, veth pairs and `ip -s link`, the storage fabric tests
+#   iptables     `statistic` random drops in a namespace: packet loss for the fabric tests
+#   busybox-static  the root of the tiny image the Docker tests import (no image can be pulled)
 set -euo pipefail
-packages=(prometheus sysstat util-linux)
+packages=(prometheus sysstat util-linux iproute2 iptables busybox-static)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

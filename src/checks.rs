@@ -11,9 +11,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{
-    Checks, DeviceErrorsCheck, FilesystemCheck, KernelCheck, LatencyCheck, ResourcesCheck, SchedulerCheck,
-    WritebackCheck,
+    CapacityCheck, Checks, DeviceErrorsCheck, DockerEngineCheck, FilesystemCheck, KernelCheck, LatencyCheck,
+    MountsCheck, NetworkBandwidthCheck, PacketLossCheck, ResourcesCheck, SchedulerCheck, WritebackCheck,
 };
+use crate::config::{NvmeHealthCheck, ThermalCheck};
 use crate::derive::DiskRates;
 use crate::metrics::Family;
 
@@ -33,18 +34,39 @@ pub struct CheckResult {
 }
 
 /// Every check, in the order of the spec's table.
-pub const ORDER: [&str; 6] =
-    ["storage_latency", "io_scheduler", "writeback", "filesystem", "kernel", "resources"];
+pub const ORDER: [&str; 14] = [
+    "storage_latency",
+    "device_errors",
+    "nvme_health",
+    "thermal",
+    "io_scheduler",
+    "writeback",
+    "network_bandwidth",
+    "packet_loss",
+    "filesystem",
+    "kernel",
+    "docker_engine",
+    "capacity",
+    "mounts",
+    "resources",
+];
 
 /// The names of the enabled checks, in the order of the spec's table.
 pub fn enabled(cfg: &Checks) -> Vec<&'static str> {
     let on = [
         cfg.storage_latency.enabled,
         cfg.device_errors.enabled,
+        cfg.nvme_health.enabled,
+        cfg.thermal.enabled,
         cfg.io_scheduler.enabled,
         cfg.writeback.enabled,
+        cfg.network_bandwidth.enabled,
+        cfg.packet_loss.enabled,
         cfg.filesystem.enabled,
         cfg.kernel.enabled,
+        cfg.docker_engine.enabled,
+        cfg.capacity.enabled,
+        cfg.mounts.enabled,
         cfg.resources.enabled,
     ];
     ORDER.into_iter().zip(on).filter_map(|(name, on)| on.then_some(name)).collect()
@@ -92,6 +114,109 @@ pub fn device_errors_in_log(cfg: &DeviceErrorsCheck, device: &str, age: f64, cla
     }
 }
 
+/// What the NVMe health check judges of one controller's SMART log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NvmeHealth {
+    pub critical_warning: u8,
+    /// Percent, and the drive's own threshold.
+    pub available_spare: u8,
+    pub spare_threshold: u8,
+    pub media_errors: f64,
+    /// Seconds since the media error count last rose while the agent watched (None: never).
+    pub media_errors_rose_ago: Option<f64>,
+}
+
+fn ago(seconds: f64) -> String {
+    humantime::format_duration(Duration::from_secs(seconds.max(0.0) as u64)).to_string()
+}
+
+/// NVMe health, the controller's own view of the spec's device errors (kept apart from the kernel
+/// log's `device_errors`, whose subjects include the same controller names). Three subjects per
+/// controller: `nvme0` critical warning 0 (value: the byte), `nvme0 media_errors` no rise within
+/// the window (value: seconds since the last rise, threshold: the window), `nvme0 spare` available
+/// spare at or above the drive's threshold (ratios).
+pub fn nvme_health(cfg: &NvmeHealthCheck, controller: &str, h: &NvmeHealth) -> Vec<CheckResult> {
+    let window = cfg.window.as_secs_f64();
+    let media_ok = h.media_errors_rose_ago.is_none_or(|a| a > window);
+    vec![
+        CheckResult {
+            check: "nvme_health",
+            subject: controller.to_owned(),
+            ok: h.critical_warning == 0,
+            observed: format!("critical warning 0x{:02x}", h.critical_warning),
+            expected: "0x00".to_owned(),
+            value: Some(f64::from(h.critical_warning)),
+            threshold: Some(0.0),
+        },
+        CheckResult {
+            check: "nvme_health",
+            subject: format!("{controller} media_errors"),
+            ok: media_ok,
+            observed: match h.media_errors_rose_ago {
+                Some(a) => format!("{} media errors, rose {} ago", h.media_errors, ago(a)),
+                None => format!("{} media errors, not rising", h.media_errors),
+            },
+            expected: format!("no rise in the last {}", humantime::format_duration(cfg.window)),
+            value: h.media_errors_rose_ago,
+            threshold: Some(window),
+        },
+        CheckResult {
+            check: "nvme_health",
+            subject: format!("{controller} spare"),
+            ok: h.available_spare >= h.spare_threshold,
+            observed: format!("{}%", h.available_spare),
+            expected: format!(">= {}% (the drive's threshold)", h.spare_threshold),
+            value: Some(f64::from(h.available_spare) / 100.0),
+            threshold: Some(f64::from(h.spare_threshold) / 100.0),
+        },
+    ]
+}
+
+/// Thermal, for an NVMe controller: `nvme0` composite temperature below the drive's own warning
+/// threshold (WCTEMP; `max_temperature` when the drive reports none) with the temperature
+/// critical-warning bit clear (value and threshold in °C); `nvme0 throttling` no new
+/// thermal-management transition within the window (value: seconds since the last one).
+pub fn thermal(
+    cfg: &ThermalCheck,
+    controller: &str,
+    composite: Option<f64>,
+    warning: Option<f64>,
+    warning_bit: bool,
+    transitions: u64,
+    transition_ago: Option<f64>,
+) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    if let Some(t) = composite {
+        let (max, whose) = match warning {
+            Some(w) => (w, "WCTEMP"),
+            None => (f64::from(cfg.max_temperature), "configured"),
+        };
+        out.push(CheckResult {
+            check: "thermal",
+            subject: controller.to_owned(),
+            ok: t < max && !warning_bit,
+            observed: format!("{t:.2}°C{}", if warning_bit { ", temperature warning set" } else { "" }),
+            expected: format!("< {max:.2}°C ({whose}), no temperature warning"),
+            value: Some(t),
+            threshold: Some(max),
+        });
+    }
+    let window = cfg.window.as_secs_f64();
+    out.push(CheckResult {
+        check: "thermal",
+        subject: format!("{controller} throttling"),
+        ok: transition_ago.is_none_or(|a| a > window),
+        observed: match transition_ago {
+            Some(a) => format!("{transitions} transitions, last {} ago", ago(a)),
+            None => format!("{transitions} transitions, none new"),
+        },
+        expected: format!("none in the last {}", humantime::format_duration(cfg.window)),
+        value: transition_ago,
+        threshold: Some(window),
+    });
+    out
+}
+
 /// I/O scheduler: non-rotational devices use one of the allowed schedulers (mq-deadline or none,
 /// the blk-mq deadline and noop). Rotational devices are reported and pass.
 pub fn io_scheduler(cfg: &SchedulerCheck, device: &str, scheduler: &str, rotational: bool) -> CheckResult {
@@ -127,6 +252,65 @@ pub fn writeback(cfg: &WritebackCheck, dirty_ratio: u64, dirty_background_ratio:
     .collect()
 }
 
+/// Network bandwidth: the link speed of a fabric interface is at least the configured speed
+/// (the manual's 10 Gbps). `speed_mbps` is None when the interface reports none (sysfs `speed`
+/// -1 or EINVAL): with the link down that fails; with the link up it is a virtual interface
+/// (virtio, bridge, bond without slaves) whose real bandwidth is its host's, which this host
+/// cannot see, so it is reported as unknown and passes unless `fail_unknown_speed`. Failing it
+/// would fail every VM forever and teach operators to turn the check off.
+pub fn network_bandwidth(
+    cfg: &NetworkBandwidthCheck,
+    interface: &str,
+    speed_mbps: Option<u64>,
+    link_up: bool,
+) -> CheckResult {
+    let min = u64::from(cfg.min_speed_mbps);
+    let (ok, observed) = match speed_mbps {
+        Some(s) => (s >= min, format!("{s}Mb/s")),
+        None if !link_up => (false, "no link".to_owned()),
+        None => (!cfg.fail_unknown_speed, "unknown (no speed reported: virtual interface)".to_owned()),
+    };
+    CheckResult {
+        check: "network_bandwidth",
+        subject: interface.to_owned(),
+        ok,
+        observed,
+        expected: format!(">= {min}Mb/s"),
+        value: speed_mbps.map(|s| s as f64 * 125_000.0),
+        threshold: Some(min as f64 * 125_000.0),
+    }
+}
+
+/// What a packet loss ratio was measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossKind {
+    /// Errors and drops over packets of a fabric interface.
+    Interface,
+    /// Retransmitted over sent segments of a storage target's connections.
+    Retransmits,
+    /// Failed over attempted connect probes of a storage target.
+    Probe,
+}
+
+/// Packet loss: a ratio over the window at most its configured bound. Subjects: the interface
+/// (`eth0`), the target for retransmits (`10.0.0.5:3260`), the target and `probe` for probes.
+pub fn packet_loss(cfg: &PacketLossCheck, kind: LossKind, subject: &str, ratio: f64) -> CheckResult {
+    let (max, what, subject) = match kind {
+        LossKind::Interface => (cfg.max_interface_loss, "errors+drops", subject.to_owned()),
+        LossKind::Retransmits => (cfg.max_retransmit_ratio, "retransmits", subject.to_owned()),
+        LossKind::Probe => (cfg.max_probe_loss, "probe loss", format!("{subject} probe")),
+    };
+    CheckResult {
+        check: "packet_loss",
+        subject,
+        ok: ratio <= max,
+        observed: format!("{what} {:.3}%", ratio * 100.0),
+        expected: format!("<= {}%", max * 100.0),
+        value: Some(ratio),
+        threshold: Some(max),
+    }
+}
+
 /// File system: the filesystem holding a Docker path is one of the allowed types (xfs, ext4).
 pub fn filesystem(cfg: &FilesystemCheck, path: &str, fstype: &str) -> CheckResult {
     CheckResult {
@@ -157,6 +341,101 @@ pub fn kernel(cfg: &KernelCheck, release: &str, version: Option<(u32, u32, u32)>
         expected: format!(">= {a}.{b}.{c}"),
         value: version.map(version_code),
         threshold: Some(version_code(cfg.min_version)),
+    }
+}
+
+fn version_text((a, b, c): (u32, u32, u32)) -> String {
+    if c == u32::MAX { format!("{a}.{b}.x") } else { format!("{a}.{b}.{c}") }
+}
+
+/// Docker engine: the engine's version within the configured range (the manual's 20.10.x to
+/// 25.0.x) and its storage driver one of the allowed (overlay2). Subjects `version` and
+/// `storage_driver`; the version's value is its `LINUX_VERSION_CODE`-style code.
+pub fn docker_engine(cfg: &DockerEngineCheck, version: &str, driver: &str) -> Vec<CheckResult> {
+    let parsed = crate::config::parse_version(version);
+    let version = CheckResult {
+        check: "docker_engine",
+        subject: "version".to_owned(),
+        ok: parsed.is_some_and(|v| v >= cfg.min_version && v <= cfg.max_version),
+        observed: version.to_owned(),
+        expected: format!("{} to {}", version_text(cfg.min_version), version_text(cfg.max_version)),
+        value: parsed.map(version_code),
+        threshold: None,
+    };
+    let driver = CheckResult {
+        check: "docker_engine",
+        subject: "storage_driver".to_owned(),
+        ok: cfg.storage_drivers.iter().any(|d| d == driver),
+        observed: driver.to_owned(),
+        expected: cfg.storage_drivers.join(" or "),
+        value: None,
+        threshold: None,
+    };
+    vec![version, driver]
+}
+
+fn size_text(bytes: u64) -> String {
+    format!("{:.1}GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
+/// Capacity: the space available (to unprivileged writers: statvfs `f_bavail`) on the filesystem
+/// holding `path` (the Docker data root, a local volume) is at least the larger of
+/// `min_free_ratio` of its size and `min_free`.
+pub fn capacity(cfg: &CapacityCheck, path: &str, size: u64, available: u64) -> CheckResult {
+    let by_ratio = (size as f64 * cfg.min_free_ratio).ceil();
+    let threshold = by_ratio.max(cfg.min_free as f64);
+    let share = if size == 0 { 0.0 } else { available as f64 / size as f64 };
+    CheckResult {
+        check: "capacity",
+        subject: path.to_owned(),
+        ok: available as f64 >= threshold,
+        observed: format!("{} free of {} ({:.1}%)", size_text(available), size_text(size), share * 100.0),
+        expected: match cfg.min_free {
+            0 => format!(">= {} ({}% of size)", size_text(threshold as u64), cfg.min_free_ratio * 100.0),
+            min => format!(
+                ">= {} ({}% of size, at least {})",
+                size_text(threshold as u64),
+                cfg.min_free_ratio * 100.0,
+                size_text(min)
+            ),
+        },
+        value: Some(available as f64),
+        threshold: Some(threshold),
+    }
+}
+
+/// Mounts, read-only: a container mounts a volume read-only (`RW` false). The manual: writes to it
+/// fail, and `:ro` is for configuration only; so it fails unless the volume is listed in
+/// `allow_read_only`. Subject `<container>:<destination>`.
+pub fn read_only_mount(cfg: &MountsCheck, container: &str, destination: &str, volume: &str) -> CheckResult {
+    let allowed = cfg.allow_read_only.iter().any(|v| v == volume);
+    CheckResult {
+        check: "mounts",
+        subject: format!("{container}:{destination}"),
+        ok: allowed,
+        observed: format!("volume {volume} read-only{}", if allowed { " (allowed)" } else { "" }),
+        expected: "read-write, or a volume in allow_read_only".to_owned(),
+        value: Some(0.0),
+        threshold: None,
+    }
+}
+
+/// Mounts, shared: a volume mounted by more than one container. Reported, and passing unless
+/// `fail_shared`: sharing is legitimate (backup and init sidecars) and the manual asks that it be
+/// known. Subject `volume <name>`; the value is the number of containers.
+pub fn shared_volume(cfg: &MountsCheck, volume: &str, containers: &[String]) -> CheckResult {
+    let mut names = containers.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if containers.len() > 5 {
+        names.push_str(", ...");
+    }
+    CheckResult {
+        check: "mounts",
+        subject: format!("volume {volume}"),
+        ok: !cfg.fail_shared,
+        observed: format!("mounted by {} containers: {names}", containers.len()),
+        expected: if cfg.fail_shared { "one container".to_owned() } else { "any (reported)".to_owned() },
+        value: Some(containers.len() as f64),
+        threshold: cfg.fail_shared.then_some(1.0),
     }
 }
 
@@ -280,6 +559,125 @@ mod tests {
         let fs = FilesystemCheck::default();
         assert!(filesystem(&fs, "/var/lib/docker", "xfs").ok);
         assert!(!filesystem(&fs, "/var/lib/docker", "btrfs").ok);
+    }
+
+    #[test]
+    fn docker_engine_capacity_mounts() {
+        let cfg = DockerEngineCheck::default();
+        let ok = |v: &str| docker_engine(&cfg, v, "overlay2")[0].ok;
+        assert!(ok("20.10.0") && ok("20.10.24+dfsg1") && ok("24.0.7") && ok("25.0.99"));
+        assert!(!ok("20.9.9") && !ok("25.1.0") && !ok("28.2.2") && !ok("19.03.15") && !ok("dev"));
+        let r = docker_engine(&cfg, "28.2.2", "fuse-overlayfs");
+        assert_eq!(r[0].expected, "20.10.0 to 25.0.x");
+        assert_eq!(r[0].value, Some(version_code((28, 2, 2))));
+        assert!(!r[1].ok);
+        assert_eq!((r[1].subject.as_str(), r[1].expected.as_str()), ("storage_driver", "overlay2"));
+        let wide = DockerEngineCheck { max_version: (28, 2, 2), ..cfg };
+        assert!(docker_engine(&wide, "28.2.2", "overlay2")[0].ok);
+        assert!(!docker_engine(&wide, "28.2.3", "overlay2")[0].ok);
+
+        let cfg = CapacityCheck::default();
+        let r = capacity(&cfg, "/var/lib/docker", 100 << 30, 10 << 30);
+        assert!(r.ok);
+        assert_eq!((r.value, r.threshold), (Some((10u64 << 30) as f64), Some((10u64 << 30) as f64)));
+        assert_eq!(r.observed, "10.0GiB free of 100.0GiB (10.0%)");
+        assert_eq!(r.expected, ">= 10.0GiB (10% of size)");
+        assert!(!capacity(&cfg, "/v", 100 << 30, (10 << 30) - 1).ok);
+        let abs = CapacityCheck { min_free: 20 << 30, ..cfg };
+        assert!(!capacity(&abs, "/v", 100 << 30, 15 << 30).ok);
+        assert_eq!(capacity(&abs, "/v", 100 << 30, 15 << 30).threshold, Some((20u64 << 30) as f64));
+        assert!(capacity(&CapacityCheck::default(), "/v", 0, 0).ok, "an empty filesystem: 0 >= 0");
+
+        let cfg = MountsCheck::default();
+        let r = read_only_mount(&cfg, "db", "/data", "pg");
+        assert!(!r.ok);
+        assert_eq!((r.subject.as_str(), r.observed.as_str()), ("db:/data", "volume pg read-only"));
+        let allow = MountsCheck { allow_read_only: vec!["pg".into()], ..cfg.clone() };
+        assert!(read_only_mount(&allow, "db", "/data", "pg").ok);
+        let names = ["a".to_owned(), "b".to_owned()];
+        let r = shared_volume(&cfg, "pg", &names);
+        assert!(r.ok);
+        assert_eq!((r.subject.as_str(), r.observed.as_str()), ("volume pg", "mounted by 2 containers: a, b"));
+        assert!(!shared_volume(&MountsCheck { fail_shared: true, ..cfg }, "pg", &names).ok);
+    }
+
+    #[test]
+    fn bandwidth_and_loss() {
+        let cfg = NetworkBandwidthCheck::default();
+        let veth = network_bandwidth(&cfg, "veth0", Some(10_000), true);
+        assert!(veth.ok);
+        assert_eq!((veth.value, veth.threshold), (Some(1.25e9), Some(1.25e9)));
+        assert!(!network_bandwidth(&cfg, "eth0", Some(1000), true).ok);
+        assert!(!network_bandwidth(&cfg, "eth0", None, false).ok, "no link fails");
+        let virtio = network_bandwidth(&cfg, "eth0", None, true);
+        assert!(virtio.ok && virtio.value.is_none() && virtio.observed.starts_with("unknown"));
+        let strict = NetworkBandwidthCheck { fail_unknown_speed: true, ..cfg };
+        assert!(!network_bandwidth(&strict, "eth0", None, true).ok);
+
+        let cfg = PacketLossCheck::default();
+        assert!(packet_loss(&cfg, LossKind::Interface, "eth0", 0.001).ok);
+        assert!(!packet_loss(&cfg, LossKind::Interface, "eth0", 0.0011).ok);
+        let r = packet_loss(&cfg, LossKind::Retransmits, "10.0.0.5:3260", 0.1);
+        assert!(!r.ok);
+        assert_eq!((r.subject.as_str(), r.observed.as_str()), ("10.0.0.5:3260", "retransmits 10.000%"));
+        let p = packet_loss(&cfg, LossKind::Probe, "10.0.0.5:3260", 0.0);
+        assert!(p.ok);
+        assert_eq!(p.subject, "10.0.0.5:3260 probe");
+        assert!(!packet_loss(&cfg, LossKind::Probe, "10.0.0.5:3260", 0.05).ok);
+    }
+
+    #[test]
+    fn nvme_health_and_thermal() {
+        let cfg = NvmeHealthCheck::default();
+        let good = NvmeHealth {
+            critical_warning: 0,
+            available_spare: 100,
+            spare_threshold: 10,
+            media_errors: 0.0,
+            media_errors_rose_ago: None,
+        };
+        let r = nvme_health(&cfg, "nvme0", &good);
+        assert!(r.iter().all(|r| r.ok));
+        let subjects: Vec<_> = r.iter().map(|r| r.subject.as_str()).collect();
+        assert_eq!(subjects, ["nvme0", "nvme0 media_errors", "nvme0 spare"]);
+        let bad = NvmeHealth {
+            critical_warning: 0x11,
+            available_spare: 5,
+            media_errors_rose_ago: Some(60.0),
+            ..good
+        };
+        let r = nvme_health(&cfg, "nvme0", &bad);
+        assert!(r.iter().all(|r| !r.ok), "{r:?}");
+        assert_eq!(r[0].value, Some(17.0));
+        let old = NvmeHealth { media_errors_rose_ago: Some(3600.0), ..good };
+        assert!(nvme_health(&cfg, "nvme0", &old)[1].ok, "a rise older than the window passes");
+        // QEMU reports spare 0 with threshold 0: not below.
+        let qemu = NvmeHealth { available_spare: 0, spare_threshold: 0, ..good };
+        assert!(nvme_health(&cfg, "nvme0", &qemu)[2].ok);
+
+        let cfg = ThermalCheck::default();
+        let r = thermal(&cfg, "nvme0", Some(49.85), Some(69.85), false, 0, None);
+        assert!(r.iter().all(|r| r.ok));
+        assert_eq!((r[0].value, r[0].threshold), (Some(49.85), Some(69.85)));
+        assert!(!thermal(&cfg, "nvme0", Some(69.85), Some(69.85), false, 0, None)[0].ok);
+        assert!(!thermal(&cfg, "nvme0", Some(40.0), Some(69.85), true, 0, None)[0].ok, "bit 1 fails");
+        let none = thermal(&cfg, "nvme0", Some(71.0), None, false, 0, None);
+        assert_eq!((none[0].ok, none[0].threshold), (false, Some(70.0)));
+        let r = thermal(&cfg, "nvme0", None, None, false, 4, Some(10.0));
+        assert_eq!(r.len(), 1, "no composite temperature, no temperature result");
+        assert_eq!((r[0].subject.as_str(), r[0].ok), ("nvme0 throttling", false));
+        assert!(thermal(&cfg, "nvme0", None, None, false, 4, Some(1e6))[0].ok);
+    }
+
+    #[test]
+    fn order_and_enabled_agree() {
+        let mut cfg = Checks::default();
+        assert_eq!(enabled(&cfg), ORDER);
+        cfg.packet_loss.enabled = false;
+        cfg.device_errors.enabled = false;
+        let on = enabled(&cfg);
+        assert!(!on.contains(&"packet_loss") && !on.contains(&"device_errors"));
+        assert!(on.contains(&"network_bandwidth") && on.contains(&"resources"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ manual's thresholds, exported for Prometheus. Runs on its built-in defaults with
     version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("STORWATCH_REVISION"), ")"),
     about = ABOUT,
     after_help = "Collector flags (--collector.<name>, --no-collector.<name>, --collector.<name>.interval) \
-                  exist for: diskstats, kmsg, queue, host. The device filter applies to diskstats and queue."
+                  exist for: diskstats, kmsg, queue, host, fabric, nvme, docker. The device filter applies to diskstats and queue."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -63,6 +63,14 @@ pub struct Cli {
     /// Regex of block devices to exclude [default: partitions, loop, ram, zram, fd: see README].
     #[arg(long = "collector.diskstats.device-exclude", value_name = "REGEX", global = true)]
     pub diskstats_exclude: Option<Regex>,
+
+    /// The Docker engine's unix socket [default: <path.rootfs>/var/run/docker.sock].
+    #[arg(long = "collector.docker.socket", value_name = "PATH", global = true)]
+    pub docker_socket: Option<PathBuf>,
+
+    /// Also read each volume's size (GET /system/df: the engine walks every volume; expensive).
+    #[arg(long = "collector.docker.volume-sizes", global = true)]
+    pub docker_volume_sizes: bool,
 
     #[command(flatten)]
     pub collectors: CollectorArgs,
@@ -237,6 +245,13 @@ impl Cli {
             .collect()
     }
 
+    pub fn docker_options(&self) -> crate::collectors::docker::Options {
+        crate::collectors::docker::Options {
+            socket: self.docker_socket.clone(),
+            volume_sizes: self.docker_volume_sizes,
+        }
+    }
+
     /// The default exclude regex applies only when neither regex was given.
     pub fn diskstats_filter(&self) -> crate::collectors::DeviceFilter {
         let exclude = match (&self.diskstats_include, &self.diskstats_exclude) {
@@ -267,7 +282,10 @@ mod tests {
                 ("diskstats", Duration::from_secs(5)),
                 ("kmsg", Duration::from_secs(1)),
                 ("queue", Duration::from_secs(60)),
-                ("host", Duration::from_secs(60))
+                ("host", Duration::from_secs(60)),
+                ("fabric", Duration::from_secs(5)),
+                ("nvme", Duration::from_secs(60)),
+                ("docker", Duration::from_secs(30))
             ]
         );
         assert!(c.command.is_none());
@@ -284,7 +302,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.listen, ListenAddr::Addr("127.0.0.1:0".parse().unwrap()));
-        assert_eq!(c.enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>(), ["kmsg", "queue", "host"]);
+        assert_eq!(
+            c.enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>(),
+            ["kmsg", "queue", "host", "fabric", "nvme", "docker"]
+        );
         let f = c.diskstats_filter();
         assert!(f.matches("loop3") && !f.matches("sda"));
         let c = cli(&["--no-collector.diskstats", "--collector.diskstats", "--collector.host.interval=2m"])
@@ -297,7 +318,7 @@ mod tests {
             matches!(c.command, Some(Subcommand::Check { window, output: ReportFormat::Json }) if window == Duration::from_secs(1))
         );
         assert_eq!(c.procfs, PathBuf::from("/x"));
-        assert_eq!(c.enabled_collectors().len(), 3);
+        assert_eq!(c.enabled_collectors().len(), 6);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer};
 pub struct Config {
     pub checks: Checks,
     pub filesystems: Filesystems,
+    pub fabric: Fabric,
 }
 
 /// Paths whose filesystem is reported and judged: the Docker data root and volume paths.
@@ -40,11 +41,18 @@ impl Default for Filesystems {
 pub struct Checks {
     pub storage_latency: LatencyCheck,
     pub device_errors: DeviceErrorsCheck,
+    pub nvme_health: NvmeHealthCheck,
+    pub thermal: ThermalCheck,
     pub io_scheduler: SchedulerCheck,
     pub writeback: WritebackCheck,
     pub filesystem: FilesystemCheck,
     pub kernel: KernelCheck,
     pub resources: ResourcesCheck,
+    pub network_bandwidth: NetworkBandwidthCheck,
+    pub packet_loss: PacketLossCheck,
+    pub docker_engine: DockerEngineCheck,
+    pub capacity: CapacityCheck,
+    pub mounts: MountsCheck,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -82,6 +90,49 @@ impl Default for DeviceErrorsCheck {
             ignore: vec!["pcie_aer_correctable".into()],
         }
     }
+}
+
+/// NVMe health from the controller's SMART log.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NvmeHealthCheck {
+    pub enabled: bool,
+    /// A rise of the media error count within this window fails the controller.
+    #[serde(deserialize_with = "positive_duration")]
+    pub window: Duration,
+}
+
+impl Default for NvmeHealthCheck {
+    fn default() -> Self {
+        NvmeHealthCheck { enabled: true, window: Duration::from_secs(15 * 60) }
+    }
+}
+
+/// Drive temperatures and thermal throttling.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThermalCheck {
+    pub enabled: bool,
+    /// A thermal-management transition within this window fails the controller.
+    #[serde(deserialize_with = "positive_duration")]
+    pub window: Duration,
+    /// °C; the limit for a drive that reports no warning temperature of its own (WCTEMP 0).
+    #[serde(deserialize_with = "temperature")]
+    pub max_temperature: u32,
+}
+
+impl Default for ThermalCheck {
+    fn default() -> Self {
+        ThermalCheck { enabled: true, window: Duration::from_secs(15 * 60), max_temperature: 70 }
+    }
+}
+
+fn temperature<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = i64::deserialize(d)?;
+    u32::try_from(v)
+        .ok()
+        .filter(|v| (1..=150).contains(v))
+        .ok_or_else(|| serde::de::Error::custom(format!("{v} is not a temperature from 1 to 150 °C")))
 }
 
 fn class_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -172,6 +223,261 @@ pub struct ResourcesCheck {
 impl Default for ResourcesCheck {
     fn default() -> Self {
         ResourcesCheck { enabled: true, min_cpus: 4, min_memory: 8 << 30 }
+    }
+}
+
+/// The storage fabric: interfaces, targets and the active probe (`[fabric]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fabric {
+    /// Fabric interfaces; empty: every physical interface.
+    #[serde(deserialize_with = "interface_names")]
+    pub interfaces: Vec<String>,
+    /// Storage targets as `ip:port` (`[v6]:port` for IPv6).
+    #[serde(deserialize_with = "socket_addrs")]
+    pub targets: Vec<std::net::SocketAddr>,
+    /// Remote ports whose established connections are storage targets (3260 iSCSI, 2049 NFS,
+    /// 6789 and 3300 Ceph monitors, 6800-7300 Ceph OSDs): numbers or `"a-b"` ranges.
+    #[serde(deserialize_with = "port_ranges")]
+    pub ports: Vec<(u16, u16)>,
+    pub probe: Probe,
+}
+
+impl Default for Fabric {
+    fn default() -> Self {
+        Fabric {
+            interfaces: Vec::new(),
+            targets: Vec::new(),
+            ports: vec![(3260, 3260), (2049, 2049), (6789, 6789), (3300, 3300), (6800, 7300)],
+            probe: Probe::default(),
+        }
+    }
+}
+
+impl Fabric {
+    /// Whether `port` is one of the storage ports.
+    pub fn storage_port(&self, port: u16) -> bool {
+        self.ports.iter().any(|(a, b)| (*a..=*b).contains(&port))
+    }
+}
+
+/// The active probe: a TCP connect to each configured target every `interval`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Probe {
+    pub enabled: bool,
+    #[serde(deserialize_with = "positive_duration")]
+    pub interval: Duration,
+    /// A connect not completed in this time is a lost probe. Below 1 s (the kernel's initial
+    /// SYN retransmission timeout), a lost SYN or SYN-ACK makes a lost probe.
+    #[serde(deserialize_with = "positive_duration")]
+    pub timeout: Duration,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Probe { enabled: true, interval: Duration::from_secs(5), timeout: Duration::from_millis(500) }
+    }
+}
+
+fn interface_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    // IFNAMSIZ is 16 with the NUL; the kernel refuses '/', ':' and whitespace in names.
+    if let Some(bad) = v.iter().find(|n| {
+        n.is_empty() || n.len() > 15 || n.contains(['/', ':']) || n.chars().any(char::is_whitespace)
+    }) {
+        return Err(serde::de::Error::custom(format!("{bad:?} is not a network interface name")));
+    }
+    Ok(v)
+}
+
+fn socket_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<std::net::SocketAddr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| match s.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.port() != 0 => Ok(a),
+            _ => Err(serde::de::Error::custom(format!(
+                "invalid target {s:?}; write it as ip:port, like \"10.0.0.5:3260\" or \"[fd00::5]:3260\""
+            ))),
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PortItem {
+    Port(i64),
+    Range(String),
+}
+
+/// One port (`3260`) or an inclusive range (`"6800-7300"`).
+pub fn parse_port_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+    (a > 0 && a <= b).then_some((a, b))
+}
+
+fn port_ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(u16, u16)>, D::Error> {
+    Vec::<PortItem>::deserialize(d)?
+        .into_iter()
+        .map(|item| {
+            let parsed = match &item {
+                PortItem::Port(p) => u16::try_from(*p).ok().filter(|p| *p > 0).map(|p| (p, p)),
+                PortItem::Range(s) => parse_port_range(s),
+            };
+            parsed.ok_or_else(|| {
+                let shown = match item {
+                    PortItem::Port(p) => p.to_string(),
+                    PortItem::Range(s) => format!("{s:?}"),
+                };
+                serde::de::Error::custom(format!(
+                    "invalid port {shown}; write a port from 1 to 65535 or a range like \"6800-7300\""
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Link speed of the fabric interfaces.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkBandwidthCheck {
+    pub enabled: bool,
+    /// Least link speed, Mb/s (the manual's 10 Gbps).
+    #[serde(deserialize_with = "positive_count")]
+    pub min_speed_mbps: u32,
+    /// Whether an interface that is up but reports no speed (virtio, bridges, bonds without
+    /// slaves: sysfs `speed` -1 or EINVAL) fails; by default it is reported and passes.
+    pub fail_unknown_speed: bool,
+}
+
+impl Default for NetworkBandwidthCheck {
+    fn default() -> Self {
+        NetworkBandwidthCheck { enabled: true, min_speed_mbps: 10_000, fail_unknown_speed: false }
+    }
+}
+
+/// Loss on the storage fabric: each ratio over the window must be at most its bound.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacketLossCheck {
+    pub enabled: bool,
+    /// (errors + drops) / (packets + errors + drops) of a fabric interface, both directions.
+    #[serde(deserialize_with = "ratio")]
+    pub max_interface_loss: f64,
+    /// Retransmitted / sent segments of a target's connections.
+    #[serde(deserialize_with = "ratio")]
+    pub max_retransmit_ratio: f64,
+    /// Failed / attempted probes of a target.
+    #[serde(deserialize_with = "ratio")]
+    pub max_probe_loss: f64,
+}
+
+impl Default for PacketLossCheck {
+    fn default() -> Self {
+        PacketLossCheck {
+            enabled: true,
+            max_interface_loss: 0.001,
+            max_retransmit_ratio: 0.01,
+            max_probe_loss: 0.0,
+        }
+    }
+}
+
+/// The Docker engine: version in a range, storage driver (the manual's 20.10.x to 25.0.x, overlay2).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerEngineCheck {
+    pub enabled: bool,
+    /// The oldest engine version allowed, e.g. "20.10".
+    #[serde(deserialize_with = "version")]
+    pub min_version: (u32, u32, u32),
+    /// The newest allowed: "25.0" allows every 25.0.x; "25.0.3" allows up to 25.0.3.
+    #[serde(deserialize_with = "version_upper")]
+    pub max_version: (u32, u32, u32),
+    /// Storage drivers allowed (`docker info` Driver).
+    #[serde(deserialize_with = "non_empty_names")]
+    pub storage_drivers: Vec<String>,
+}
+
+impl Default for DockerEngineCheck {
+    fn default() -> Self {
+        DockerEngineCheck {
+            enabled: true,
+            min_version: (20, 10, 0),
+            max_version: (25, 0, u32::MAX),
+            storage_drivers: vec!["overlay2".into()],
+        }
+    }
+}
+
+/// Free space on the filesystem of the Docker data root and of each local volume.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacityCheck {
+    pub enabled: bool,
+    /// Space available to unprivileged writers, as a share of the filesystem's size.
+    #[serde(deserialize_with = "ratio")]
+    pub min_free_ratio: f64,
+    /// And at least this much, e.g. "10GiB" ("0B": the ratio alone).
+    #[serde(deserialize_with = "size")]
+    pub min_free: u64,
+}
+
+impl Default for CapacityCheck {
+    fn default() -> Self {
+        CapacityCheck { enabled: true, min_free_ratio: 0.1, min_free: 0 }
+    }
+}
+
+/// Container volume mounts: read-only ones and volumes shared by several containers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MountsCheck {
+    pub enabled: bool,
+    /// Volumes that may be mounted read-only (configuration volumes); a read-only mount of any
+    /// other volume fails.
+    #[serde(deserialize_with = "volume_names")]
+    pub allow_read_only: Vec<String>,
+    /// Whether a volume mounted by more than one container fails (by default it is reported and
+    /// passes).
+    pub fail_shared: bool,
+}
+
+impl Default for MountsCheck {
+    fn default() -> Self {
+        MountsCheck { enabled: true, allow_read_only: Vec::new(), fail_shared: false }
+    }
+}
+
+fn volume_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    // Docker's volume name rule: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (one character is allowed too).
+    let valid = |n: &str| {
+        n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    };
+    if let Some(bad) = v.iter().find(|n| !valid(n)) {
+        return Err(serde::de::Error::custom(format!("{bad:?} is not a Docker volume name")));
+    }
+    Ok(v)
+}
+
+fn version_upper<'de, D: Deserializer<'de>>(d: D) -> Result<(u32, u32, u32), D::Error> {
+    let s = String::deserialize(d)?;
+    let v = parse_version(&s)
+        .ok_or_else(|| serde::de::Error::custom(format!("invalid version {s:?}; write it like \"25.0\"")))?;
+    // "25.0" means the whole 25.0.x series.
+    let with_patch = s.trim().split(|c: char| !c.is_ascii_digit() && c != '.').next().unwrap_or("");
+    Ok(if with_patch.split('.').filter(|p| !p.is_empty()).count() < 3 { (v.0, v.1, u32::MAX) } else { v })
+}
+
+fn ratio<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!("{v} is not a ratio from 0 to 1")))
     }
 }
 
@@ -365,12 +671,143 @@ mod tests {
                 "unknown kernel log class \"bogus\"",
             ),
             ("[checks.filesystem]\nallowed = \"xfs\"\n", "invalid type: string \"xfs\", expected a sequence"),
+            (
+                "[fabric]\ntargets = [\"10.0.0.5:3260\", \"nas:2049\"]\n",
+                "line 2, column 11, key fabric.targets: invalid target \"nas:2049\"",
+            ),
+            ("[fabric]\ntargets = [\"10.0.0.5\"]\n", "invalid target \"10.0.0.5\""),
+            ("[fabric]\ntargets = [\"10.0.0.5:0\"]\n", "invalid target \"10.0.0.5:0\""),
+            ("[fabric]\nports = [3260, \"7300-6800\"]\n", "key fabric.ports: invalid port \"7300-6800\""),
+            ("[fabric]\nports = [70000]\n", "key fabric.ports: invalid port 70000"),
+            ("[fabric]\nports = [\"0-10\"]\n", "invalid port \"0-10\""),
+            (
+                "[fabric]\ninterfaces = [\"eth 0\"]\n",
+                "key fabric.interfaces: \"eth 0\" is not a network interface name",
+            ),
+            (
+                "[fabric.probe]\ntimeout = \"0s\"\n",
+                "key fabric.probe.timeout: duration must be greater than zero",
+            ),
+            ("[fabric.probe]\nintervall = \"1s\"\n", "key fabric.probe.intervall: unknown field"),
+            (
+                "[checks.packet_loss]\nmax_retransmit_ratio = 1.5\n",
+                "key checks.packet_loss.max_retransmit_ratio: 1.5 is not a ratio",
+            ),
+            ("[checks.packet_loss]\nmax_probe_loss = -0.1\n", "-0.1 is not a ratio"),
+            (
+                "[checks.nvme_health]\nwindow = \"soon\"\n",
+                "line 2, column 10, key checks.nvme_health.window: invalid duration \"soon\"",
+            ),
+            ("[checks.nvme_health]\nmax = 3\n", "key checks.nvme_health.max: unknown field `max`"),
+            (
+                "[checks.thermal]\nmax_temperature = 200\n",
+                "line 2, column 19, key checks.thermal.max_temperature: 200 is not a temperature",
+            ),
+            (
+                "[checks.thermal]\nmax_temperature = \"70C\"\n",
+                "key checks.thermal.max_temperature: invalid type",
+            ),
+            (
+                "[checks.thermal]\nwindow = \"0s\"\n",
+                "key checks.thermal.window: duration must be greater than zero",
+            ),
+            (
+                "[checks.network_bandwidth]\nmin_speed_mbps = 0\n",
+                "key checks.network_bandwidth.min_speed_mbps: 0 must be",
+            ),
+            (
+                "[checks.docker_engine]\nmax_version = \"latest\"\n",
+                "line 2, column 15, key checks.docker_engine.max_version: invalid version \"latest\"",
+            ),
+            (
+                "[checks.docker_engine]\nstorage_drivers = []\n",
+                "key checks.docker_engine.storage_drivers: must list",
+            ),
+            (
+                "[checks.docker_engine]\nmin_versions = \"20.10\"\n",
+                "key checks.docker_engine.min_versions: unknown field",
+            ),
+            (
+                "[checks.capacity]\nmin_free_ratio = 10\n",
+                "line 2, column 18, key checks.capacity.min_free_ratio: 10 is not a ratio",
+            ),
+            (
+                "[checks.capacity]\nmin_free = \"10GB\"\n",
+                "key checks.capacity.min_free: invalid size \"10GB\"",
+            ),
+            (
+                "[checks.mounts]\nallow_read_only = [\"conf\", \"/etc\"]\n",
+                "key checks.mounts.allow_read_only: \"/etc\" is not a Docker volume name",
+            ),
+            ("[checks.mounts]\nfail_shared = \"yes\"\n", "key checks.mounts.fail_shared: invalid type"),
         ];
         for (text, want) in cases {
             let e = parse(text).unwrap_err();
             assert!(e.starts_with("config file x.toml: "), "{e}");
             assert!(e.contains(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn docker_values() {
+        let d = Config::default().checks;
+        assert_eq!(
+            (d.docker_engine.min_version, d.docker_engine.max_version),
+            ((20, 10, 0), (25, 0, u32::MAX))
+        );
+        assert_eq!(d.docker_engine.storage_drivers, ["overlay2"]);
+        assert_eq!((d.capacity.min_free_ratio, d.capacity.min_free), (0.1, 0));
+        assert!(d.mounts.enabled && d.mounts.allow_read_only.is_empty() && !d.mounts.fail_shared);
+        let c = parse(
+            "[checks.docker_engine]\nmin_version = \"19.03\"\nmax_version = \"28.2.2\"\n\
+             [checks.capacity]\nmin_free_ratio = 0.2\nmin_free = \"10GiB\"\n\
+             [checks.mounts]\nallow_read_only = [\"app-config\", \"x\"]\nfail_shared = true\n",
+        )
+        .unwrap()
+        .checks;
+        assert_eq!((c.docker_engine.min_version, c.docker_engine.max_version), ((19, 3, 0), (28, 2, 2)));
+        assert_eq!((c.capacity.min_free_ratio, c.capacity.min_free), (0.2, 10 << 30));
+        assert_eq!(c.mounts.allow_read_only, ["app-config", "x"]);
+        assert!(c.mounts.fail_shared);
+        let c = parse("[checks.docker_engine]\nmax_version = \"28\"\n");
+        assert!(c.unwrap_err().contains("invalid version \"28\""));
+        let c = parse("[checks.docker_engine]\nmax_version = \"28.1-rc\"\n").unwrap();
+        assert_eq!(c.checks.docker_engine.max_version, (28, 1, u32::MAX));
+    }
+
+    #[test]
+    fn fabric_values() {
+        let c = parse(
+            "[fabric]\ninterfaces = [\"veth0\"]\ntargets = [\"10.0.0.5:3260\", \"[fd00::5]:2049\"]\n\
+             ports = [3260, \"6800-7300\"]\n[fabric.probe]\nenabled = false\ninterval = \"1s\"\n\
+             [checks.packet_loss]\nmax_probe_loss = 0.1\nmax_retransmit_ratio = 0\n",
+        )
+        .unwrap();
+        let f = &c.fabric;
+        assert_eq!(f.interfaces, ["veth0"]);
+        assert_eq!(f.targets[1].to_string(), "[fd00::5]:2049");
+        assert_eq!(f.ports, [(3260, 3260), (6800, 7300)]);
+        assert!(f.storage_port(7000) && !f.storage_port(7301) && !f.storage_port(2049));
+        assert_eq!((f.probe.enabled, f.probe.interval), (false, Duration::from_secs(1)));
+        assert_eq!(f.probe.timeout, Duration::from_millis(500));
+        assert_eq!(c.checks.packet_loss.max_probe_loss, 0.1);
+        assert_eq!(c.checks.packet_loss.max_interface_loss, 0.001);
+        let d = Fabric::default();
+        assert!([3260, 2049, 6789, 3300, 6800, 7300].iter().all(|p| d.storage_port(*p)));
+        assert_eq!(parse_port_range("1-1"), Some((1, 1)));
+        assert_eq!(parse_port_range("x"), None);
+    }
+
+    #[test]
+    fn nvme_values() {
+        let c = parse("[checks.nvme_health]\nwindow = \"1h\"\n[checks.thermal]\nenabled = false\nmax_temperature = 55\n")
+            .unwrap();
+        assert_eq!(
+            c.checks.nvme_health,
+            NvmeHealthCheck { enabled: true, window: Duration::from_secs(3600) }
+        );
+        assert_eq!((c.checks.thermal.enabled, c.checks.thermal.max_temperature), (false, 55));
+        assert_eq!(c.checks.thermal.window, Duration::from_secs(900));
     }
 
     #[test]
@@ -398,7 +835,7 @@ mod tests {
 
         #[test]
         fn version_and_size_never_panic(s in "\\PC{0,30}") {
-            let _ = (parse_version(&s), parse_size(&s));
+            let _ = (parse_version(&s), parse_size(&s), parse_port_range(&s));
         }
     }
 }

@@ -22,6 +22,47 @@ pub fn delta_u32(prev: u64, cur: u64) -> Option<u64> {
     }
 }
 
+/// Growth over a window of a per-connection TCP counter (`tcp_info`'s `total_retrans`,
+/// `segs_out`: 32-bit, and zero when the connection opened).
+///
+/// Summing these counters over a target's connections is not a counter: it drops whenever a
+/// connection closes. So a target's totals are the sum of each connection's own growth, with
+/// connections told apart by their socket cookie (unique per socket for the boot):
+/// - a connection seen in both samples grows by `cur - prev`, undoing one 32-bit wrap;
+/// - a connection first seen now (`prev` None) opened in the window, so all of `cur` is growth
+///   (on the agent's first sample there is no window and the caller takes none);
+/// - a connection gone since the last sample took its last growth with it: up to one
+///   interval of a closing connection is not counted, which under-counts rather than inventing.
+pub fn connection_delta(prev: Option<u64>, cur: u64) -> u64 {
+    match prev {
+        None => cur,
+        Some(p) => delta_u32(p, cur).unwrap_or(cur),
+    }
+}
+
+/// `part / whole`, clamped to 0..1; 0 when nothing happened in the window (`whole` 0).
+pub fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { (part as f64 / whole as f64).min(1.0) }
+}
+
+/// The share of an interface's packets lost over a window: `bad` (errors and drops, whose
+/// packets the kernel does not count as received or sent) over all packets, good and bad.
+pub fn loss_ratio(bad: u64, good: u64) -> f64 {
+    ratio(bad, good.saturating_add(bad))
+}
+
+/// Mean time per operation over a window from a cumulative millisecond total (NFS RTT): 0 when
+/// nothing completed, as iostat prints.
+pub fn mean_seconds_per_op(ms: u64, ops: u64) -> f64 {
+    if ops == 0 { 0.0 } else { ms as f64 / 1000.0 / ops as f64 }
+}
+
+/// Share of RPC transmissions over a window that were retransmissions (NFS mountstats counts
+/// transmissions and operations; the excess are retransmissions).
+pub fn retransmission_ratio(transmissions: u64, ops: u64) -> f64 {
+    ratio(transmissions.saturating_sub(ops), transmissions)
+}
+
 /// Rates of one operation type over a window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OpRates {
@@ -104,6 +145,24 @@ mod tests {
         assert_eq!(delta_u32(4_294_967_290, 4), Some(10));
         // A value above u32::MAX cannot have wrapped at 32 bits: a reset.
         assert_eq!(delta_u32(5_000_000_000, 4), None);
+    }
+
+    #[test]
+    fn connection_counters_and_ratios() {
+        assert_eq!(connection_delta(None, 7), 7, "a new connection's whole count is in the window");
+        assert_eq!(connection_delta(Some(5), 7), 2);
+        assert_eq!(connection_delta(Some(u64::from(u32::MAX) - 1), 3), 5, "32-bit wrap");
+        assert_eq!(connection_delta(Some(1 << 40), 3), 3, "not a tcp_info value: a new socket");
+        assert_eq!(ratio(0, 0), 0.0);
+        assert_eq!(ratio(1, 4), 0.25);
+        assert_eq!(ratio(9, 4), 1.0);
+        assert_eq!(loss_ratio(1, 3), 0.25);
+        assert_eq!(loss_ratio(0, 0), 0.0);
+        assert_eq!(loss_ratio(u64::MAX, u64::MAX), 1.0);
+        assert_eq!(mean_seconds_per_op(30, 10), 0.003);
+        assert_eq!(mean_seconds_per_op(30, 0), 0.0);
+        assert_eq!(retransmission_ratio(12, 10), 2.0 / 12.0);
+        assert_eq!(retransmission_ratio(9, 10), 0.0, "completions of earlier transmissions");
     }
 
     #[test]

@@ -32,7 +32,8 @@ fn main() -> ExitCode {
     };
 
     let (paths, devices) = (cli.paths(), cli.diskstats_filter());
-    let setup = Setup { paths: &paths, config: &config, devices: &devices };
+    let docker = cli.docker_options();
+    let setup = Setup { paths: &paths, config: &config, devices: &devices, docker: &docker };
     let collectors: Vec<Box<dyn Collector>> = cli
         .enabled_collectors()
         .into_iter()

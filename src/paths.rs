@@ -28,4 +28,10 @@ impl Paths {
     pub fn sys(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.sysfs.join(rel)
     }
+
+    /// A host path (`/var/lib/docker`) as seen from here: under `--path.rootfs`.
+    pub fn root(&self, host_path: impl AsRef<Path>) -> PathBuf {
+        let p = host_path.as_ref();
+        self.rootfs.join(p.strip_prefix("/").unwrap_or(p))
+    }
 }

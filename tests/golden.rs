@@ -36,8 +36,13 @@ fn fixture_agent(sys: &tempfile::TempDir) -> Agent {
     let agent = Agent::start(&[
         &format!("--path.procfs={}", procfs.display()),
         &format!("--path.sysfs={}", sys.path().join("sys").display()),
+        // An empty /dev: this machine's kernel log and NVMe nodes would make the output vary.
+        &format!("--path.dev={}", sys.path().display()),
         // One sample only: the window gauges need two, so the output is fully deterministic.
         "--collector.diskstats.interval=1h",
+        "--collector.fabric.interval=1h",
+        // The fixture tree has no Docker engine (this machine's would make the output vary).
+        &format!("--collector.docker.socket={}", fixtures().join("docker.sock").display()),
     ]);
     agent.wait_ready();
     agent

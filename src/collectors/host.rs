@@ -128,17 +128,20 @@ impl Host {
     }
 
     fn mountinfo(&self, errors: &mut Vec<CollectError>) -> Option<Vec<Mount>> {
-        // PID 1's view is the host's even when the agent runs in its own mount namespace.
-        let path = [self.paths.proc("1/mountinfo"), self.paths.proc("self/mountinfo")]
-            .into_iter()
-            .find(|p| p.exists())?;
-        let text = std::fs::read(&path).map_err(|e| errors.push(CollectError::io(&path, &e))).ok()?;
-        let (mounts, bad) = parse_mountinfo(&String::from_utf8_lossy(&text));
-        for n in bad {
-            errors.push(CollectError::parse(&path, format_args!("line {n}: not a mountinfo line")));
-        }
-        Some(mounts)
+        read_mountinfo(&self.paths, errors)
     }
+}
+
+/// The host's mounts: `/proc/1/mountinfo` (else `/proc/self/mountinfo`), bad lines as errors.
+pub fn read_mountinfo(paths: &Paths, errors: &mut Vec<CollectError>) -> Option<Vec<Mount>> {
+    // PID 1's view is the host's even when the agent runs in its own mount namespace.
+    let path = [paths.proc("1/mountinfo"), paths.proc("self/mountinfo")].into_iter().find(|p| p.exists())?;
+    let text = std::fs::read(&path).map_err(|e| errors.push(CollectError::io(&path, &e))).ok()?;
+    let (mounts, bad) = parse_mountinfo(&String::from_utf8_lossy(&text));
+    for n in bad {
+        errors.push(CollectError::parse(&path, format_args!("line {n}: not a mountinfo line")));
+    }
+    Some(mounts)
 }
 
 impl Collector for Host {

@@ -2,8 +2,11 @@
 //! samples it; the scheduler in `main` runs each on its own thread and publishes its output.
 
 pub mod diskstats;
+pub mod docker;
+pub mod fabric;
 pub mod host;
 pub mod kmsg;
+pub mod nvme;
 pub mod queue;
 
 use std::fmt;
@@ -47,6 +50,21 @@ pub const REGISTRY: &[Spec] = &[
         interval: "60s",
         help: "kernel release, writeback sysctls, CPUs, memory, filesystems of the Docker paths",
     },
+    Spec {
+        name: "fabric",
+        interval: "5s",
+        help: "storage network: fabric interfaces, TCP retransmits, per-target tcp_info and connect probes",
+    },
+    Spec {
+        name: "nvme",
+        interval: "60s",
+        help: "NVMe controller health: Identify, SMART / Health and Error logs via admin passthrough (CAP_SYS_ADMIN), hwmon temperatures",
+    },
+    Spec {
+        name: "docker",
+        interval: "30s",
+        help: "Docker engine (version, storage driver), volumes, their filesystems and free space, container mounts",
+    },
 ];
 
 /// What every collector is built from.
@@ -55,6 +73,8 @@ pub struct Setup<'a> {
     pub config: &'a Config,
     /// The block device filter (`--collector.diskstats.device-include/exclude`).
     pub devices: &'a DeviceFilter,
+    /// `--collector.docker.socket` and `--collector.docker.volume-sizes`.
+    pub docker: &'a docker::Options,
 }
 
 /// Builds the collector named in [`REGISTRY`].
@@ -74,6 +94,23 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
         "host" => {
             Box::new(host::Host::new(paths, interval, checks.clone(), setup.config.filesystems.paths.clone()))
         }
+        "fabric" => Box::new(fabric::Fabric::new(
+            paths,
+            interval,
+            setup.config.fabric.clone(),
+            checks.network_bandwidth.clone(),
+            checks.packet_loss.clone(),
+        )),
+        "nvme" => {
+            Box::new(nvme::Nvme::new(paths, interval, checks.nvme_health.clone(), checks.thermal.clone()))
+        }
+        "docker" => Box::new(docker::Docker::new(
+            paths,
+            interval,
+            setup.docker,
+            checks.clone(),
+            setup.config.filesystems.paths.clone(),
+        )),
         other => unreachable!("collector {other} is not in the registry"),
     }
 }

@@ -22,6 +22,8 @@ moddir=/lib/modules/$kver
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
+# mktemp makes it 0700, which would become the guest's / and lock out every user but root.
+chmod 755 "$root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,lib}
 cp /bin/busybox "$root/bin/busybox"
 cp "$script" "$root/cmd.sh"
