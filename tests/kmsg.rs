@@ -338,9 +338,8 @@ echo "=== end"
         &["--nvme-error-sector", "800", "--sata-error-sector", "800"],
         &[storwatch, dd],
     );
-    let metrics =
-        out.split("=== metrics").nth(1).and_then(|s| s.split("=== dmesg").next()).expect("metrics section");
-    let dmesg = out.split("=== dmesg").nth(1).and_then(|s| s.split("=== end").next()).expect("dmesg section");
+    let s = common::sections(&out);
+    let (metrics, dmesg) = (s["metrics"], s["dmesg"]);
     let got = counts(metrics);
     // The oracle: the guest kernel's own log, matched here with plain substrings.
     let seen = |needle: &str, also: &str| {

@@ -283,3 +283,22 @@ pub fn guest_qmp(socket: &std::path::Path, command: &str) -> String {
     }
     reply
 }
+
+/// The guest's output cut at its `=== name` lines (tests/guest/README.md).
+pub fn sections(out: &str) -> BTreeMap<&str, &str> {
+    let mut map = BTreeMap::new();
+    for part in out.split("=== ").skip(1) {
+        let (name, body) = part.split_once('\n').unwrap_or((part, ""));
+        map.insert(name.trim(), body);
+    }
+    map
+}
+
+/// The value after `"key":` in nvme-cli / smartctl JSON, quotes stripped (first occurrence).
+pub fn json_value<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let rest = json.split(&format!("\"{key}\"")).nth(1)?.trim_start().strip_prefix(':')?.trim_start();
+    Some(match rest.strip_prefix('"') {
+        Some(s) => s.split('"').next()?,
+        None => rest.split([',', '\n', '}']).next()?.trim(),
+    })
+}
