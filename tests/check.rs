@@ -105,7 +105,6 @@ fn on_this_machine_the_report_shows_the_real_values() {
     // The table says the same (latency, kernel log and capacity rows aside: a second run measures a
     // new window, the age of the last kernel log error has grown, and free space moves).
     let (table_code, table, _) = check(&["--window=1s"]);
-    assert_eq!(table_code, code);
     assert!(!table.contains('\x1b'), "no colour when stdout is not a terminal");
     let mut lines = table.lines();
     let header = lines.next().unwrap();
@@ -134,7 +133,10 @@ fn on_this_machine_the_report_shows_the_real_values() {
         })
         .count();
     assert_eq!(rows + volatile_rows, report["results"].as_array().unwrap().len());
-    assert!(table.contains(&format!("{failing} failed")), "{table}");
+    // The summary counts the table's own rows (the JSON run's count can differ on the volatile ones).
+    let table_failing = table.lines().filter(|l| l.trim_end().ends_with(" FAIL")).count();
+    assert!(table.contains(&format!("{table_failing} failed")), "{table}");
+    assert_eq!(table_code, if table_failing == 0 { 0 } else { 1 });
 }
 
 fn fixture_args(sys: &tempfile::TempDir) -> Vec<String> {
