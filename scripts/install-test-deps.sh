@@ -7,6 +7,7 @@
 #   iproute2     ip: network namespaces, veth pairs and `ip -s link`, the storage fabric tests
 #   iptables     `statistic` random drops in a namespace: packet loss for the fabric tests
 #   busybox-static  the root of the tiny image the Docker tests import (no image can be pulled)
+# and, from crates.io, cargo-fuzz (scripts/fuzz.sh: libFuzzer on the parsers, stable with -s none).
 set -euo pipefail
 packages=(prometheus sysstat util-linux iproute2 iptables busybox-static)
 missing=()
@@ -26,4 +27,8 @@ if ((${#missing[@]})); then
     chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+    echo "install-test-deps: installing cargo-fuzz"
+    cargo install cargo-fuzz --version 0.13.2 --locked
 fi

@@ -1,0 +1,20 @@
+//! The text files of procfs and sysfs the collectors parse. The first byte picks the parser.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use storwatch::collectors::{diskstats, fabric, host, queue};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else { return };
+    let text = String::from_utf8_lossy(rest);
+    match which % 9 {
+        0 => drop(diskstats::parse(rest)),
+        1 => drop(diskstats::parse_vpd_pg80(rest)),
+        2 => drop(host::parse_mountinfo(&text)),
+        3 => drop((host::parse_cpu_list(&text), host::parse_memtotal(&text))),
+        4 => drop(queue::parse_scheduler(&text)),
+        5 => drop(fabric::tcp::parse_pairs(&text)),
+        6 => drop(fabric::nfs::parse_mountstats(&text)),
+        7 => drop((fabric::netdev::parse_speed(&text), fabric::netdev::parse_u64(&text))),
+        _ => drop(diskstats::parse_line(&text)),
+    }
+});
