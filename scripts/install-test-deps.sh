@@ -7,9 +7,10 @@
 #   iproute2     ip: network namespaces, veth pairs and `ip -s link`, the storage fabric tests
 #   iptables     `statistic` random drops in a namespace: packet loss for the fabric tests
 #   busybox-static  the root of the tiny image the Docker tests import (no image can be pulled)
+#   faketime     libfaketime: the wall clock jumping under the agent (tests/faults.rs)
 # and, from crates.io, cargo-fuzz (scripts/fuzz.sh: libFuzzer on the parsers, stable with -s none).
 set -euo pipefail
-packages=(prometheus sysstat util-linux iproute2 iptables busybox-static)
+packages=(prometheus sysstat util-linux iproute2 iptables busybox-static faketime)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -141,3 +141,186 @@ fn permission_denied_is_its_own_kind() {
     assert!(body.contains("storwatch_disk_info{device=\"sda\",major=\"8\",minor=\"0\",model=\"\",serial=\"\",rotational=\"1\""), "{body}");
     assert!(!body.contains("SECRET"));
 }
+
+/// A real EIO from the kernel: the fixture's `sda/queue/scheduler` becomes a link to
+/// /proc/self/mem, which the kernel answers with EIO when read from offset 0 (address 0 is never
+/// mapped). Only that file is lost: the queue collector counts an io error, sda's other queue
+/// settings are still exported, and the agent serves on.
+#[test]
+fn eio_from_the_kernel_costs_only_that_file() {
+    let sys = fixture_sysfs();
+    let scheduler = sys.path().join("sys/block/sda/queue/scheduler");
+    std::fs::remove_file(&scheduler).unwrap();
+    std::os::unix::fs::symlink("/proc/self/mem", &scheduler).unwrap();
+    let err = std::fs::read_to_string(&scheduler).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "the kernel answers EIO: {err}");
+
+    let mut agent = Agent::start(&[
+        &format!("--path.procfs={}", common::fixtures().join("proc").display()),
+        &format!("--path.sysfs={}", sys.path().join("sys").display()),
+        "--collector.queue.interval=200ms",
+    ]);
+    agent.wait_ready();
+    let io = "storwatch_collector_errors_total{collector=\"queue\",kind=\"io\"}";
+    let body = wait_for(&agent, "the EIO counted", |b| sample(b, io).is_some_and(|v| v >= 1.0));
+    assert_eq!(sample(&body, "storwatch_collector_success{collector=\"queue\"}"), Some(1.0));
+    assert_eq!(common::samples(&body, "storwatch_disk_scheduler_info"), [], "sda's was the only one");
+    assert_eq!(
+        sample(&body, "storwatch_disk_rotational{device=\"sda\"}"),
+        Some(1.0),
+        "sda's other files stay"
+    );
+    assert_eq!(sample(&body, "storwatch_disk_nr_requests{device=\"sda\"}"), Some(64.0));
+    let first = sample(&body, io).unwrap();
+    wait_for(&agent, "the EIO counted again", |b| sample(b, io).is_some_and(|v| v > first));
+    assert!(agent.alive());
+    let log = agent.drain_log().join("\n");
+    assert!(log.contains("Input/output error"), "the log names the error:\n{log}");
+}
+
+/// /dev/kmsg going away under the reader. The kernel's own log cannot be closed under the agent,
+/// so a FIFO at `<path.dev>/kmsg` stands in for it (a fake, said here). The test holds the FIFO
+/// open read-write (a writer that never blocks): records written to it are counted like kernel
+/// records; when the test closes it, the reader sees end of file and the kmsg collector fails and
+/// says why (`collector_success` 0, an io error counted) while the other collectors go on; when
+/// the FIFO has a writer again the reader reopens and counts on, not counting a replayed record
+/// twice.
+#[test]
+fn the_kernel_log_closing_and_coming_back() {
+    let (dev, fifo) = kmsg_fifo();
+    let open = || std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    let write = |f: &mut std::fs::File, seq: u64| write_record(f, seq, seq * 1000);
+
+    let mut w = open();
+    let mut agent = Agent::start(&[
+        &format!("--path.procfs={}", common::fixtures().join("proc").display()),
+        &format!("--path.dev={}", dev.path().display()),
+        "--collector.kmsg.interval=100ms",
+        "--collector.diskstats.interval=200ms",
+    ]);
+    agent.wait_ready();
+    let success = "storwatch_collector_success{collector=\"kmsg\"}";
+    let errors = "storwatch_kernel_storage_errors_total{device=\"sdq\",class=\"block_io\"}";
+    // One record per read, as /dev/kmsg gives them: the next is written once the last is counted.
+    write(&mut w, 1);
+    wait_for(&agent, "record 1", |b| sample(b, errors) == Some(1.0));
+    write(&mut w, 2);
+    let body = wait_for(&agent, "record 2", |b| sample(b, errors) == Some(2.0));
+    assert_eq!(sample(&body, success), Some(1.0));
+
+    drop(w); // no writer left: the reader reads end of file
+    let body = wait_for(&agent, "kmsg failing", |b| sample(b, success) == Some(0.0));
+    assert!(
+        sample(&body, "storwatch_collector_errors_total{collector=\"kmsg\",kind=\"io\"}").unwrap() >= 1.0
+    );
+    assert_eq!(sample(&body, "storwatch_collector_success{collector=\"diskstats\"}"), Some(1.0));
+
+    // Back: record 2 again (as a reopened /dev/kmsg replays the ring buffer), then a new one.
+    let mut w = open();
+    write(&mut w, 2);
+    wait_for(&agent, "kmsg reading again", |b| sample(b, success) == Some(1.0));
+    let records = "storwatch_kernel_log_records_total";
+    // The replayed record has been read once the FIFO holds no unread bytes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pending(&w) > 0 {
+        assert!(Instant::now() < deadline, "record 2 never read again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    write(&mut w, 3);
+    let body = wait_for(&agent, "record 3", |b| sample(b, errors) == Some(3.0));
+    assert_eq!(sample(&body, records), Some(3.0), "records 1, 2 and 3, the replayed 2 not again");
+    assert!(agent.alive());
+    let log = agent.drain_log().join("\n");
+    assert!(log.contains("the kernel log closed"), "{log}");
+}
+
+/// Bytes written to a FIFO and not read yet.
+fn pending(f: &std::fs::File) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `n`, on a descriptor `f` keeps open.
+    assert_eq!(unsafe { libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut n) }, 0);
+    n
+}
+
+/// A FIFO standing in for /dev/kmsg at `<dir>/kmsg` (the directory is the agent's `--path.dev`).
+fn kmsg_fifo() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dev = tempfile::tempdir().unwrap();
+    let fifo = dev.path().join("kmsg");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    (dev, fifo)
+}
+
+/// One kernel log record, in /dev/kmsg's format: a block I/O error on `sdq`.
+fn write_record(f: &mut std::fs::File, seq: u64, timestamp_us: u64) {
+    let line = format!(
+        "3,{seq},{timestamp_us},-;I/O error, dev sdq, sector 8 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2\n"
+    );
+    std::io::Write::write_all(f, line.as_bytes()).unwrap();
+}
+
+/// The wall clock jumping a day forward, then a day back, under a running agent. The machine's
+/// clock cannot be moved under a test, so libfaketime (Debian's `faketime`) moves CLOCK_REALTIME
+/// for the agent alone and leaves its monotonic clock. A storage error logged just now stays
+/// "just now" for the device_errors check, because ages come from the monotonic clock; its
+/// exported timestamp moves with the wall clock; the disk rates, on the monotonic clock too, keep
+/// their window; the agent serves on.
+#[test]
+fn the_wall_clock_jumping() {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    if !Path::new(lib).exists() {
+        assert!(!common::in_ci(), "{lib} missing: scripts/install-test-deps.sh installs faketime");
+        eprintln!("skipped: {lib} missing (apt-get install faketime)");
+        return;
+    }
+    let (dev, fifo) = kmsg_fifo();
+    let clock = dev.path().join("clock");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let mut w = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    let preload = format!("LD_PRELOAD={lib}");
+    let file = format!("FAKETIME_TIMESTAMP_FILE={}", clock.display());
+    let wrapper = ["env", &preload, &file, "FAKETIME_NO_CACHE=1", "FAKETIME_DONT_FAKE_MONOTONIC=1"];
+    let mut agent = Agent::start_wrapped(
+        &wrapper,
+        &[
+            &format!("--path.procfs={}", common::fixtures().join("proc").display()),
+            &format!("--path.dev={}", dev.path().display()),
+            "--collector.kmsg.interval=100ms",
+            "--collector.diskstats.interval=200ms",
+        ],
+    );
+    agent.wait_ready();
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    write_record(&mut w, 1, now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000);
+    let last = "storwatch_kernel_storage_last_error_timestamp_seconds{device=\"sdq\",class=\"block_io\"}";
+    let verdict = "storwatch_check_ok{check=\"device_errors\",subject=\"sdq\"}";
+    let body = wait_for(&agent, "the error", |b| sample(b, last).is_some());
+    assert_eq!(sample(&body, verdict), Some(0.0), "an error just now fails the check");
+    let logged = sample(&body, last).unwrap();
+    let real_now =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((logged - real_now()).abs() < 5.0, "logged {logged}, now {}", real_now());
+
+    let success = "storwatch_collector_last_success_timestamp_seconds{collector=\"kmsg\"}";
+    for (offset, days) in [("+1d", 1.0), ("-1d", -1.0)] {
+        std::fs::write(&clock, format!("{offset}\n")).unwrap();
+        let shifted =
+            |b: &str| sample(b, success).is_some_and(|t| (t - real_now() - days * 86400.0).abs() < 60.0);
+        let first = wait_for(&agent, "the jumped clock in the agent", shifted);
+        // A whole kmsg run after the jump.
+        let body = wait_for(&agent, "a run after the jump", |b| {
+            shifted(b) && sample(b, success) > sample(&first, success)
+        });
+        assert_eq!(sample(&body, verdict), Some(0.0), "{offset}: the error is still recent");
+        let moved = sample(&body, last).unwrap() - logged;
+        assert!((moved - days * 86400.0).abs() < 5.0, "{offset}: the timestamp moved by {moved} s");
+        let window = sample(&body, "storwatch_disk_window_seconds").unwrap();
+        assert!(window > 0.0 && window < 60.0, "{offset}: the rates' window is {window} s");
+        assert_eq!(sample(&body, "storwatch_collector_success{collector=\"diskstats\"}"), Some(1.0));
+    }
+    assert!(agent.alive());
+}

@@ -39,7 +39,7 @@ struct Counts {
     records: u64,
     lost: u64,
     last_seq: Option<u64>,
-    /// (device, class) -> (count, unix time of the last one).
+    /// (device, class) -> (count, printk time of the last one: seconds since boot).
     errors: BTreeMap<(String, Class), (u64, f64)>,
 }
 
@@ -92,8 +92,11 @@ impl Collector for Kmsg {
         if let Some(e) = &c.failure {
             return Err(e.clone());
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-        let mut families = families(&c);
+        // Error times are kept on the printk clock (seconds since boot), so ages come from the
+        // monotonic clock and a jump of the wall clock moves the exported timestamps, not the ages.
+        let since_boot = monotonic_seconds();
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        let mut families = families(&c, wall - since_boot);
         families.push(
             Family::counter("storwatch_kernel_log_records_total", "Kernel log records read.")
                 .with_value(c.records as f64),
@@ -105,12 +108,14 @@ impl Collector for Kmsg {
             )
             .with_value(c.lost as f64),
         );
-        let checks = if self.check.enabled { device_errors(&self.check, &c.errors, now) } else { Vec::new() };
+        let checks =
+            if self.check.enabled { device_errors(&self.check, &c.errors, since_boot) } else { Vec::new() };
         Ok(Output { families, checks, errors: Vec::new() })
     }
 }
 
-fn families(c: &Counts) -> Vec<Family> {
+/// `boot`: the Unix time the printk clock started from, as the clocks say now.
+fn families(c: &Counts, boot: f64) -> Vec<Family> {
     let mut total = Family::counter(
         "storwatch_kernel_storage_errors_total",
         "Storage errors in the kernel log by whole block device (empty when it cannot be attributed) and class.",
@@ -121,13 +126,14 @@ fn families(c: &Counts) -> Vec<Family> {
     );
     for ((device, class), (n, t)) in &c.errors {
         total.push([("device", device), ("class", class.as_str())], *n as f64);
-        last.push([("device", device), ("class", class.as_str())], *t);
+        last.push([("device", device), ("class", class.as_str())], boot + *t);
     }
     vec![total, last]
 }
 
 /// Per attributed device: passes when its last error (ignored classes aside) is older than the
-/// window.
+/// window. `now` and the error times are seconds on the printk clock; the printk and monotonic
+/// clocks can differ by a little, so an age never goes below 0.
 fn device_errors(
     cfg: &DeviceErrorsCheck,
     errors: &BTreeMap<(String, Class), (u64, f64)>,
@@ -144,7 +150,9 @@ fn device_errors(
         }
     }
     last.into_iter()
-        .map(|(device, (t, class))| checks::device_errors_in_log(cfg, device, now - t, class.as_str()))
+        .map(|(device, (t, class))| {
+            checks::device_errors_in_log(cfg, device, (now - t).max(0.0), class.as_str())
+        })
         .collect()
 }
 
@@ -189,30 +197,22 @@ fn follow(path: &Path, paths: &Paths, counts: &Mutex<Counts>) {
             }
         };
         lock(counts).failure = None;
-        let boot = boot_time(paths);
-        if let Err(e) = read_records(file, boot, counts, &mut resolver) {
+        if let Err(e) = read_records(file, counts, &mut resolver) {
             lock(counts).failure = Some(CollectError::io(path, &e));
             std::thread::sleep(Duration::from_secs(1));
         }
     }
 }
 
-/// Unix time of boot: now minus /proc/uptime. The printk clock counts from about then.
-fn boot_time(paths: &Paths) -> f64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-    let uptime = std::fs::read_to_string(paths.proc("uptime"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    now - uptime
+/// Seconds since boot on the monotonic clock, which the printk clock follows.
+fn monotonic_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the one we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
-fn read_records(
-    mut file: File,
-    boot: f64,
-    counts: &Mutex<Counts>,
-    resolver: &mut Resolver,
-) -> io::Result<()> {
+fn read_records(mut file: File, counts: &Mutex<Counts>, resolver: &mut Resolver) -> io::Result<()> {
     let mut buf = vec![0u8; RECORD_BUFFER];
     loop {
         match file.read(&mut buf) {
@@ -233,7 +233,7 @@ fn read_records(
                 c.last_seq = Some(r.seq);
                 c.records += 1;
                 if let Some((class, device)) = hit {
-                    let at = boot + r.timestamp_us as f64 / 1e6;
+                    let at = r.timestamp_us as f64 / 1e6;
                     let entry = c.errors.entry((device, class)).or_insert((0, at));
                     entry.0 += 1;
                     entry.1 = entry.1.max(at);
