@@ -121,7 +121,7 @@ impl NetDev {
 /// Reads an attribute: `Ok(None)` when the file is absent, or when the driver answers EINVAL
 /// (speed, duplex and carrier of a virtual or down interface) or ENODEV (removed meanwhile).
 fn read(path: &Path) -> Result<Option<String>, io::Error> {
-    match std::fs::read(path) {
+    match crate::collectors::read_small(path) {
         Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENODEV)) => Ok(None),
