@@ -819,7 +819,10 @@ mod tests {
     #[test]
     fn sata_values() {
         let c = parse("[checks.sata_health]\nwindow = \"30m\"\n").unwrap();
-        assert_eq!(c.checks.sata_health, SataHealthCheck { enabled: true, window: Duration::from_secs(1800) });
+        assert_eq!(
+            c.checks.sata_health,
+            SataHealthCheck { enabled: true, window: Duration::from_secs(1800) }
+        );
         assert_eq!(Config::default().checks.sata_health.window, Duration::from_secs(900));
         assert!(parse("[checks.sata_health]\nwindow = \"0s\"\n").is_err());
         assert!(parse("[checks.sata_health]\nthreshold = 1\n").is_err());

@@ -110,12 +110,9 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
         "nvme" => {
             Box::new(nvme::Nvme::new(paths, interval, checks.nvme_health.clone(), checks.thermal.clone()))
         }
-        "sata" => Box::new(sata::Sata::new(
-            paths,
-            interval,
-            setup.devices.clone(),
-            checks.sata_health.clone(),
-        )),
+        "sata" => {
+            Box::new(sata::Sata::new(paths, interval, setup.devices.clone(), checks.sata_health.clone()))
+        }
         "docker" => Box::new(docker::Docker::new(
             paths,
             interval,

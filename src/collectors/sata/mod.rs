@@ -206,8 +206,11 @@ impl Sata {
             })
         };
         let state = attr("state").unwrap_or_default();
-        let (vendor, model, firmware) =
-            (attr("vendor").unwrap_or_default(), attr("model").unwrap_or_default(), attr("rev").unwrap_or_default());
+        let (vendor, model, firmware) = (
+            attr("vendor").unwrap_or_default(),
+            attr("model").unwrap_or_default(),
+            attr("rev").unwrap_or_default(),
+        );
         let runtime = attr("power/runtime_status");
         let texts = COUNTERS.map(&mut attr);
         let mut raw = [0u32; 4];
@@ -218,13 +221,17 @@ impl Sata {
                     Some(v) => raw[i] = v,
                     None => {
                         have_counters = false;
-                        errors.push(CollectError::parse(&dev.join(file), format_args!("{text:?} is not 0x<hex>")));
+                        errors.push(CollectError::parse(
+                            &dev.join(file),
+                            format_args!("{text:?} is not 0x<hex>"),
+                        ));
                     }
                 },
                 None => have_counters = false,
             }
         }
-        let devt = read_attr(&self.paths.sys("block").join(name).join("dev")).ok().flatten().unwrap_or_default();
+        let devt =
+            read_attr(&self.paths.sys("block").join(name).join("dev")).ok().flatten().unwrap_or_default();
         let identity = format!("{devt} {hctl}");
         let (link_speed, speed_downs) = self.ata_link(hctl, errors);
         let drivetemp = drivetemp(&dev, errors);
@@ -426,9 +433,12 @@ fn read_smart(
 
 /// The drivetemp hwmon temperature of a disk (°C), joined through its SCSI device directory.
 fn drivetemp(dev: &Path, errors: &mut Vec<CollectError>) -> Option<f64> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dev.join("hwmon")).ok()?.flatten().map(|e| e.path()).collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(dev.join("hwmon")).ok()?.flatten().map(|e| e.path()).collect();
     dirs.sort();
-    let hwmon = dirs.into_iter().find(|d| read_attr(&d.join("name")).ok().flatten().as_deref() == Some("drivetemp"))?;
+    let hwmon = dirs
+        .into_iter()
+        .find(|d| read_attr(&d.join("name")).ok().flatten().as_deref() == Some("drivetemp"))?;
     let path = hwmon.join("temp1_input");
     let text = read_attr(&path).unwrap_or_else(|e| {
         errors.push(e);
@@ -448,7 +458,8 @@ fn families(readings: &[Reading]) -> Vec<Family> {
         "storwatch_sata_info",
         "SCSI disk facts from sysfs: address, vendor, model, firmware revision, device state.",
     );
-    let mut running = Family::gauge("storwatch_sata_device_running", "1 when the SCSI device state is running.");
+    let mut running =
+        Family::gauge("storwatch_sata_device_running", "1 when the SCSI device state is running.");
     let mut requests =
         Family::counter("storwatch_sata_io_requests_total", "Commands sent to the device (iorequest_cnt).");
     let mut done = Family::counter("storwatch_sata_io_completed_total", "Commands completed (iodone_cnt).");
@@ -465,8 +476,10 @@ fn families(readings: &[Reading]) -> Vec<Family> {
         "storwatch_sata_link_speed_bytes_per_second",
         "Negotiated SATA link speed (sata_spd) in bytes per second.",
     );
-    let mut spdn =
-        Family::counter("storwatch_sata_link_speed_downs_total", "Times libata lowered the link speed (spdn_cnt).");
+    let mut spdn = Family::counter(
+        "storwatch_sata_link_speed_downs_total",
+        "Times libata lowered the link speed (spdn_cnt).",
+    );
     let mut temp = Family::gauge(
         "storwatch_sata_temperature_celsius",
         "Drive temperature: SMART attribute 194 else 190 (source=smart), drivetemp hwmon (source=drivetemp).",
@@ -482,9 +495,12 @@ fn families(readings: &[Reading]) -> Vec<Family> {
     let mut passed =
         Family::gauge("storwatch_sata_smart_passed", "SMART RETURN STATUS: 1 passed, 0 threshold exceeded.");
     let mut value = Family::gauge("storwatch_sata_attribute_normalized", "SMART attribute normalized value.");
-    let mut worst = Family::gauge("storwatch_sata_attribute_worst", "SMART attribute worst normalized value.");
-    let mut thresh = Family::gauge("storwatch_sata_attribute_threshold", "SMART attribute failure threshold.");
-    let mut raw = Family::gauge("storwatch_sata_attribute_raw", "SMART attribute 48-bit raw field as an integer.");
+    let mut worst =
+        Family::gauge("storwatch_sata_attribute_worst", "SMART attribute worst normalized value.");
+    let mut thresh =
+        Family::gauge("storwatch_sata_attribute_threshold", "SMART attribute failure threshold.");
+    let mut raw =
+        Family::gauge("storwatch_sata_attribute_raw", "SMART attribute 48-bit raw field as an integer.");
     let mut decoded = Family::gauge(
         "storwatch_sata_attribute_decoded",
         "SMART attribute raw field decoded per kind: the count (raw48, raw16), hours (raw24), °C (temperature byte).",
@@ -545,13 +561,16 @@ fn families(readings: &[Reading]) -> Vec<Family> {
             raw.push(l, a.raw as f64);
             decoded.push(l, a.decoded as f64);
             for (when, v) in [("now", a.failing_now()), ("past", a.failed_in_past())] {
-                failing.push([("device", d), ("id", id.as_str()), ("name", a.name), ("when", when)], f64::from(u8::from(v)));
+                failing.push(
+                    [("device", d), ("id", id.as_str()), ("name", a.name), ("when", when)],
+                    f64::from(u8::from(v)),
+                );
             }
         }
     }
     vec![
-        info, running, requests, done, errs, tmo, own, link, spdn, temp, state, skips, passed, value, worst, thresh,
-        raw, decoded, failing,
+        info, running, requests, done, errs, tmo, own, link, spdn, temp, state, skips, passed, value, worst,
+        thresh, raw, decoded, failing,
     ]
 }
 

@@ -20,9 +20,13 @@ const SLOTS: usize = 30;
 /// Why a SMART page could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageError {
-    Truncated { got: usize },
+    Truncated {
+        got: usize,
+    },
     /// The 512 bytes do not sum to 0 mod 256: the page is corrupt (or was never filled).
-    Checksum { sum: u8 },
+    Checksum {
+        sum: u8,
+    },
 }
 
 impl fmt::Display for PageError {
@@ -393,7 +397,10 @@ mod tests {
         let t = parse_thresholds(&thresholds(&[(1, 6), (3, 0), (4, 20), (5, 36), (190, 50)])).unwrap();
         let attrs = join(&d, &t);
         let a190 = attrs.iter().find(|a| a.id == 190).unwrap();
-        assert_eq!((a190.name, a190.value, a190.worst, a190.threshold), ("Airflow_Temperature_Cel", 69, 69, Some(50)));
+        assert_eq!(
+            (a190.name, a190.value, a190.worst, a190.threshold),
+            ("Airflow_Temperature_Cel", 69, 69, Some(50))
+        );
         assert_eq!(a190.raw, 0x1f1f_001f);
         assert_eq!(a190.decoded, 31);
         assert_eq!(temperature(&attrs), Some(31));
