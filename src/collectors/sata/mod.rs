@@ -587,3 +587,350 @@ impl Collector for Sata {
         self.collect_at(Instant::now())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The collector's logic on a sysfs tree made here and crafted pages behind a fake
+    //! `AtaCommands`: a stand-in for a drive, because what these cover (standby, rising
+    //! reallocation counts, a failing status, wrapped counters, drivetemp) QEMU's disk cannot do.
+    //! The real SG_IO path runs against QEMU's AHCI disk in tests/sata.rs.
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone)]
+    struct Drive {
+        power: u8,
+        passed: Option<bool>,
+        data: Vec<u8>,
+        thresholds: Vec<u8>,
+        /// What every command answers instead, when set.
+        fail: Option<fn() -> SgError>,
+        commands: u32,
+    }
+
+    struct Fake(Arc<Mutex<Drive>>);
+
+    impl Fake {
+        fn run<T>(&self, ok: impl Fn(&Drive) -> T) -> Result<T, SgError> {
+            let mut d = self.0.lock().unwrap();
+            d.commands += 1;
+            match d.fail {
+                Some(f) => Err(f()),
+                None => Ok(ok(&d)),
+            }
+        }
+    }
+
+    impl AtaCommands for Fake {
+        fn check_power_mode(&self) -> Result<u8, SgError> {
+            self.run(|d| d.power)
+        }
+        fn smart_read_data(&self) -> Result<Vec<u8>, SgError> {
+            self.run(|d| d.data.clone())
+        }
+        fn smart_read_thresholds(&self) -> Result<Vec<u8>, SgError> {
+            self.run(|d| d.thresholds.clone())
+        }
+        fn smart_return_status(&self) -> Result<Option<bool>, SgError> {
+            self.run(|d| d.passed)
+        }
+        fn take_error_results(&self) -> u32 {
+            0
+        }
+    }
+
+    fn checksum(p: &mut [u8]) {
+        p[511] = 0;
+        p[511] = p.iter().fold(0u8, |s, b| s.wrapping_add(*b)).wrapping_neg();
+    }
+
+    /// Attributes 5 (raw `realloc`, value `v5`), 194 (38 °C) and 199.
+    fn data(realloc: u64, v5: u8) -> Vec<u8> {
+        let mut p = vec![0u8; smart::PAGE_LEN];
+        for (i, (id, v, raw)) in
+            [(5u8, v5, realloc), (194, 62, 0x0028_0014_0026), (199, 200, 0)].iter().enumerate()
+        {
+            let e = &mut p[2 + 12 * i..14 + 12 * i];
+            (e[0], e[1], e[3], e[4]) = (*id, 0x33, *v, (*v).min(100));
+            e[5..11].copy_from_slice(&raw.to_le_bytes()[..6]);
+        }
+        checksum(&mut p);
+        p
+    }
+
+    fn thresholds() -> Vec<u8> {
+        let mut p = vec![0u8; smart::PAGE_LEN];
+        for (i, (id, t)) in [(5u8, 36u8), (194, 0), (199, 0)].iter().enumerate() {
+            (p[2 + 12 * i], p[3 + 12 * i]) = (*id, *t);
+        }
+        checksum(&mut p);
+        p
+    }
+
+    fn drive() -> Arc<Mutex<Drive>> {
+        Arc::new(Mutex::new(Drive {
+            power: 0xff,
+            passed: Some(true),
+            data: data(0, 100),
+            thresholds: thresholds(),
+            fail: None,
+            commands: 0,
+        }))
+    }
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// sda behind ata3 (with drivetemp bound), laid out as the kernel does: the class entry is a
+    /// symlink into /sys/devices.
+    fn sysfs(ioerr: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let scsi = "devices/pci0000:00/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0";
+        for (f, v) in [
+            ("state", "running"),
+            ("vendor", "ATA     "),
+            ("model", "WDC WD40EFRX"),
+            ("rev", "0A82"),
+            ("iorequest_cnt", "0xfffffff0"),
+            ("iodone_cnt", "0xfffffff0"),
+            ("ioerr_cnt", ioerr),
+            ("iotmo_cnt", "0x0"),
+            ("power/runtime_status", "active"),
+            ("hwmon/hwmon4/name", "drivetemp"),
+            ("hwmon/hwmon4/temp1_input", "38000"),
+        ] {
+            write(r, &format!("{scsi}/{f}"), &format!("{v}\n"));
+        }
+        write(r, &format!("{scsi}/block/sda/dev"), "8:0\n");
+        write(r, "devices/ata_link/link3/sata_spd", "6.0 Gbps\n");
+        write(r, "devices/ata_device/dev3.0/spdn_cnt", "1\n");
+        std::fs::create_dir_all(r.join("class/scsi_disk")).unwrap();
+        std::fs::create_dir_all(r.join("block")).unwrap();
+        std::fs::create_dir_all(r.join("class/ata_link")).unwrap();
+        std::fs::create_dir_all(r.join("class/ata_device")).unwrap();
+        let link = |target: &str, at: &str| std::os::unix::fs::symlink(target, r.join(at)).unwrap();
+        std::fs::create_dir_all(r.join(format!("{scsi}/scsi_disk/2:0:0:0"))).unwrap();
+        link("../..", &format!("{scsi}/scsi_disk/2:0:0:0/device"));
+        link(&format!("../../{scsi}/scsi_disk/2:0:0:0"), "class/scsi_disk/2:0:0:0");
+        link(&format!("../{scsi}/block/sda"), "block/sda");
+        link("../..", &format!("{scsi}/block/sda/device"));
+        link("../../devices/ata_link/link3", "class/ata_link/link3");
+        link("../../devices/ata_device/dev3.0", "class/ata_device/dev3.0");
+        write(r, "dev/sda", "");
+        d
+    }
+
+    fn collector(root: &Path, drive: Arc<Mutex<Drive>>) -> Sata {
+        let paths = Paths { sysfs: root.to_owned(), dev: root.join("dev"), ..Paths::default() };
+        let open: Opener = Box::new(move |path| {
+            assert!(path.ends_with("dev/sda"), "{}", path.display());
+            Box::new(Fake(drive.clone()))
+        });
+        let filter = DeviceFilter::new(None, None);
+        Sata::with_opener(paths, Duration::from_secs(60), filter, SataHealthCheck::default(), open)
+    }
+
+    fn value(out: &Output, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let f = out.families.iter().find(|f| f.name == name)?;
+        let s = f
+            .samples
+            .iter()
+            .find(|s| labels.iter().all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v)))?;
+        Some(s.value)
+    }
+
+    fn check(out: &Output, subject: &str) -> Option<bool> {
+        out.checks.iter().find(|r| r.check == "sata_health" && r.subject == subject).map(|r| r.ok)
+    }
+
+    fn state(out: &Output) -> &str {
+        let f = out.families.iter().find(|f| f.name == "storwatch_sata_smart_state").unwrap();
+        let s = f.samples.iter().find(|s| s.value == 1.0).unwrap();
+        &s.labels.iter().find(|(k, _)| *k == "state").unwrap().1
+    }
+
+    #[test]
+    fn parsers() {
+        assert_eq!(parse_counter("0x1f\n"), Some(31));
+        assert_eq!(parse_counter("0xffffffff"), Some(u32::MAX));
+        assert_eq!(parse_counter("0x100000001"), Some(1), "a 64-bit print keeps the low 32 bits");
+        for bad in ["31", "0x", "0xg", "", "0x1ffffffffffffffff"] {
+            assert_eq!(parse_counter(bad), None, "{bad}");
+        }
+        assert_eq!(parse_link_speed("6.0 Gbps"), Some(750_000_000.0));
+        assert_eq!(parse_link_speed("1.5 Gbps\n"), Some(187_500_000.0));
+        assert_eq!(parse_link_speed("<unknown>"), None);
+        assert_eq!(
+            ata_port(Path::new("/sys/devices/pci0000:00/0000:00:1f.2/ata12/host11/target11:0:0")),
+            Some(12)
+        );
+        assert_eq!(ata_port(Path::new("/sys/devices/pci0000:00/0000:00:05.0/virtio0/host6")), None);
+    }
+
+    #[test]
+    fn health_rises_wraps_and_drivetemp() {
+        let sys = sysfs("0xfffffffe");
+        let d = drive();
+        let mut c = collector(sys.path(), d.clone());
+        let t0 = Instant::now();
+        let out = c.collect_at(t0).unwrap();
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let sda = [("device", "sda")];
+        assert_eq!(state(&out), "available");
+        assert_eq!(
+            value(&out, "storwatch_sata_info", &[("model", "WDC WD40EFRX"), ("hctl", "2:0:0:0")]),
+            Some(1.0)
+        );
+        assert_eq!(value(&out, "storwatch_sata_temperature_celsius", &[("source", "drivetemp")]), Some(38.0));
+        assert_eq!(value(&out, "storwatch_sata_temperature_celsius", &[("source", "smart")]), Some(38.0));
+        assert_eq!(value(&out, "storwatch_sata_link_speed_bytes_per_second", &sda), Some(750e6));
+        assert_eq!(value(&out, "storwatch_sata_link_speed_downs_total", &sda), Some(1.0));
+        assert_eq!(value(&out, "storwatch_sata_io_errors_total", &sda), Some(f64::from(0xfffffffeu32)));
+        assert_eq!(value(&out, "storwatch_sata_attribute_decoded", &[("id", "194")]), Some(38.0));
+        assert_eq!(value(&out, "storwatch_sata_attribute_threshold", &[("id", "5")]), Some(36.0));
+        assert!(out.checks.iter().all(|r| r.ok), "{:?}", out.checks);
+        assert_eq!(out.checks.len(), 3);
+
+        // A minute later the counters wrapped (0xfffffffe -> 0x3: five errors) and 5 rose.
+        write(sys.path(), "block/sda/device/ioerr_cnt", "0x3\n");
+        d.lock().unwrap().data = data(8, 100);
+        let out = c.collect_at(t0 + Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            value(&out, "storwatch_sata_io_errors_total", &sda),
+            Some(f64::from(0xfffffffeu32) + 5.0),
+            "the wrap undone"
+        );
+        assert_eq!(check(&out, "sda io_errors"), Some(false));
+        assert_eq!(check(&out, "sda attributes"), Some(false));
+        assert_eq!(check(&out, "sda"), Some(true), "rising is not failing");
+        let r = out.checks.iter().find(|r| r.subject == "sda attributes").unwrap();
+        assert_eq!(r.observed, "5 Reallocated_Sector_Ct rose 0s ago");
+
+        // Then the value crosses the threshold and the status says failed.
+        {
+            let mut d = d.lock().unwrap();
+            (d.data, d.passed) = (data(8, 30), Some(false));
+        }
+        let out = c.collect_at(t0 + Duration::from_secs(120)).unwrap();
+        assert_eq!(check(&out, "sda"), Some(false));
+        assert_eq!(value(&out, "storwatch_sata_smart_passed", &sda), Some(0.0));
+        assert_eq!(
+            value(&out, "storwatch_sata_attribute_failing", &[("id", "5"), ("when", "now")]),
+            Some(1.0)
+        );
+
+        // 16 minutes after the rises, nothing new: those subjects pass again.
+        let out = c.collect_at(t0 + Duration::from_secs(17 * 60)).unwrap();
+        assert_eq!(check(&out, "sda attributes"), Some(true));
+        assert_eq!(check(&out, "sda io_errors"), Some(true));
+    }
+
+    #[test]
+    fn standby_is_not_woken() {
+        let sys = sysfs("0x0");
+        let d = drive();
+        let mut c = collector(sys.path(), d.clone());
+        let t0 = Instant::now();
+        c.collect_at(t0).unwrap();
+        let before = d.lock().unwrap().commands;
+        assert_eq!(before, 4, "power mode, status, data, thresholds");
+        d.lock().unwrap().power = 0x00;
+        let out = c.collect_at(t0 + Duration::from_secs(60)).unwrap();
+        assert_eq!(d.lock().unwrap().commands, before + 1, "only CHECK POWER MODE");
+        assert_eq!(state(&out), "standby");
+        assert_eq!(value(&out, "storwatch_sata_smart_standby_skips_total", &[("device", "sda")]), Some(1.0));
+        assert_eq!(
+            value(&out, "storwatch_sata_attribute_normalized", &[("id", "5")]),
+            Some(100.0),
+            "last reading kept"
+        );
+        assert!(out.errors.is_empty());
+        // Runtime PM suspended the disk: no command at all.
+        write(sys.path(), "block/sda/device/power/runtime_status", "suspended\n");
+        let out = c.collect_at(t0 + Duration::from_secs(120)).unwrap();
+        assert_eq!(d.lock().unwrap().commands, before + 1);
+        assert_eq!(value(&out, "storwatch_sata_smart_standby_skips_total", &[("device", "sda")]), Some(2.0));
+    }
+
+    #[test]
+    fn unsupported_denied_and_bad_pages() {
+        // No ATA device behind the disk: asked once, then never again; no errors.
+        let sys = sysfs("0x0");
+        let d = drive();
+        d.lock().unwrap().fail = Some(|| SgError::Unsupported);
+        let mut c = collector(sys.path(), d.clone());
+        let t0 = Instant::now();
+        for i in 0..3 {
+            let out = c.collect_at(t0 + Duration::from_secs(60 * i)).unwrap();
+            assert!(out.errors.is_empty(), "{:?}", out.errors);
+            assert_eq!(state(&out), "unsupported");
+            let subjects: Vec<_> = out.checks.iter().map(|r| r.subject.as_str()).collect();
+            assert_eq!(subjects, ["sda io_errors"]);
+        }
+        assert_eq!(d.lock().unwrap().commands, 1);
+
+        // No CAP_SYS_RAWIO: a state and one log line, not an error each pass.
+        let d = drive();
+        d.lock().unwrap().fail = Some(|| SgError::Os(std::io::Error::from_raw_os_error(libc::EPERM)));
+        let mut c = collector(sys.path(), d.clone());
+        for i in 0..2 {
+            let out = c.collect_at(t0 + Duration::from_secs(60 * i)).unwrap();
+            assert!(out.errors.is_empty());
+            assert_eq!(state(&out), "denied");
+            assert_eq!(
+                value(&out, "storwatch_sata_io_requests_total", &[("device", "sda")]),
+                Some(f64::from(0xfffffff0u32))
+            );
+        }
+        assert!(c.warned_permission);
+
+        // A corrupt page: one parse error naming the node, no SMART series, no panic.
+        let d = drive();
+        d.lock().unwrap().data[100] ^= 0xff;
+        let mut c = collector(sys.path(), d);
+        let out = c.collect_at(t0).unwrap();
+        assert_eq!(out.errors.len(), 1);
+        assert!(
+            out.errors[0]
+                .message
+                .ends_with("dev/sda: SMART READ DATA: bad checksum: the page sums to 0xff mod 256, not 0"),
+            "{}",
+            out.errors[0]
+        );
+        assert_eq!(state(&out), "error");
+        assert_eq!(value(&out, "storwatch_sata_attribute_normalized", &[("id", "5")]), None);
+    }
+
+    #[test]
+    fn disk_replaced_or_gone() {
+        let sys = sysfs("0x10");
+        let mut c = collector(sys.path(), drive());
+        let t0 = Instant::now();
+        c.collect_at(t0).unwrap();
+        // The same name, a new disk (new dev number), counters back at 0: a fresh start.
+        write(sys.path(), "block/sda/dev", "8:16\n");
+        write(sys.path(), "block/sda/device/ioerr_cnt", "0x0\n");
+        let out = c.collect_at(t0 + Duration::from_secs(60)).unwrap();
+        assert_eq!(value(&out, "storwatch_sata_io_errors_total", &[("device", "sda")]), Some(0.0));
+        assert_eq!(check(&out, "sda io_errors"), Some(true));
+        std::fs::remove_file(sys.path().join("class/scsi_disk/2:0:0:0")).unwrap();
+        let out = c.collect_at(t0 + Duration::from_secs(120)).unwrap();
+        assert!(out.families.iter().all(|f| f.samples.is_empty()) && out.errors.is_empty());
+        assert!(c.disks.is_empty());
+        let empty = tempfile::tempdir().unwrap();
+        let out = collector(empty.path(), drive()).collect_at(t0).unwrap();
+        assert!(out.families.is_empty() && out.errors.is_empty(), "no SCSI disks here");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in ".{0,40}") {
+            let _ = parse_counter(&s);
+            let _ = parse_link_speed(&s);
+        }
+    }
+}
