@@ -348,9 +348,9 @@ impl Sata {
                 None
             })
         };
-        let speed = attr(self.paths.sys(&format!("class/ata_link/link{port}/sata_spd")))
+        let speed = attr(self.paths.sys(format!("class/ata_link/link{port}/sata_spd")))
             .and_then(|s| parse_link_speed(&s));
-        let downs = attr(self.paths.sys(&format!("class/ata_device/dev{port}.0/spdn_cnt")))
+        let downs = attr(self.paths.sys(format!("class/ata_device/dev{port}.0/spdn_cnt")))
             .and_then(|s| s.trim().parse().ok());
         (speed, downs)
     }
