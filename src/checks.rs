@@ -299,6 +299,24 @@ pub fn thermal(
     out
 }
 
+/// Thermal, for a SATA / SCSI disk: its temperature (SMART 194/190, else drivetemp) below the
+/// drive's own limit where drivetemp reports one (`temp1_max`), else `max_temperature` (°C).
+pub fn disk_temperature(cfg: &ThermalCheck, device: &str, celsius: f64, limit: Option<f64>) -> CheckResult {
+    let (max, whose) = match limit {
+        Some(l) => (l, "the drive's"),
+        None => (f64::from(cfg.max_temperature), "configured"),
+    };
+    CheckResult {
+        check: "thermal",
+        subject: device.to_owned(),
+        ok: celsius < max,
+        observed: format!("{celsius:.2}°C"),
+        expected: format!("< {max:.2}°C ({whose})"),
+        value: Some(celsius),
+        threshold: Some(max),
+    }
+}
+
 /// I/O scheduler: non-rotational devices use one of the allowed schedulers (mq-deadline or none,
 /// the blk-mq deadline and noop). Rotational devices are reported and pass.
 pub fn io_scheduler(cfg: &SchedulerCheck, device: &str, scheduler: &str, rotational: bool) -> CheckResult {
@@ -749,6 +767,14 @@ mod tests {
         assert_eq!(r.len(), 1, "no composite temperature, no temperature result");
         assert_eq!((r[0].subject.as_str(), r[0].ok), ("nvme0 throttling", false));
         assert!(thermal(&cfg, "nvme0", None, None, false, 4, Some(1e6))[0].ok);
+        let r = disk_temperature(&cfg, "sda", 31.0, None);
+        assert!(r.ok);
+        assert_eq!(
+            (r.value, r.threshold, r.expected.as_str()),
+            (Some(31.0), Some(70.0), "< 70.00°C (configured)")
+        );
+        assert!(!disk_temperature(&cfg, "sda", 56.0, Some(55.0)).ok);
+        assert!(!disk_temperature(&cfg, "sda", 70.0, None).ok);
     }
 
     #[test]

@@ -144,6 +144,10 @@ echo "=== end"
     let temp = field(s["smartctl-a"].split("\"temperature\": {").nth(1).unwrap(), "current");
     assert_eq!(metric(m, r#"storwatch_sata_temperature_celsius{device="sda",source="smart"}"#), temp);
     assert_eq!(metric(m, r#"storwatch_sata_smart_state{device="sda",state="available"}"#), 1.0);
+    // No drivetemp on QEMU's disk: SMART's temperature against the configured 70 °C.
+    assert_eq!(metric(m, r#"storwatch_check_ok{check="thermal",subject="sda"}"#), 1.0);
+    assert_eq!(metric(m, r#"storwatch_check_observed{check="thermal",subject="sda"}"#), temp);
+    assert_eq!(metric(m, r#"storwatch_check_threshold{check="thermal",subject="sda"}"#), 70.0);
     eprintln!(
         "sata pass in the guest (TCG, sda SMART + sdb): {:.1} ms",
         metric(s["later"], r#"storwatch_collector_duration_seconds{collector="sata"}"#) * 1e3

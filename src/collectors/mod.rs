@@ -110,9 +110,13 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
         "nvme" => {
             Box::new(nvme::Nvme::new(paths, interval, checks.nvme_health.clone(), checks.thermal.clone()))
         }
-        "sata" => {
-            Box::new(sata::Sata::new(paths, interval, setup.devices.clone(), checks.sata_health.clone()))
-        }
+        "sata" => Box::new(sata::Sata::new(
+            paths,
+            interval,
+            setup.devices.clone(),
+            checks.sata_health.clone(),
+            checks.thermal.clone(),
+        )),
         "docker" => Box::new(docker::Docker::new(
             paths,
             interval,

@@ -25,7 +25,7 @@ use self::sgio::{AtaCommands, SgError};
 use self::smart::{Attribute, PowerMode};
 use super::{CollectError, Collector, DeviceFilter, ErrorKind, Output, read_attr};
 use crate::checks::{self, SataHealth, SataSmart};
-use crate::config::SataHealthCheck;
+use crate::config::{SataHealthCheck, ThermalCheck};
 use crate::derive;
 use crate::metrics::Family;
 use crate::paths::Paths;
@@ -126,7 +126,8 @@ struct Reading {
     own_errors: u64,
     link_speed: Option<f64>,
     speed_downs: Option<u64>,
-    drivetemp: Option<f64>,
+    /// drivetemp's temperature and its `temp1_max`, °C.
+    drivetemp: Option<(f64, Option<f64>)>,
     smart_state: SmartState,
     standby_skips: u64,
     smart: Option<SmartReading>,
@@ -138,15 +139,22 @@ pub struct Sata {
     interval: Duration,
     devices: DeviceFilter,
     health: SataHealthCheck,
+    thermal: ThermalCheck,
     open: Opener,
     disks: BTreeMap<String, Disk>,
     warned_permission: bool,
 }
 
 impl Sata {
-    pub fn new(paths: Paths, interval: Duration, devices: DeviceFilter, health: SataHealthCheck) -> Self {
+    pub fn new(
+        paths: Paths,
+        interval: Duration,
+        devices: DeviceFilter,
+        health: SataHealthCheck,
+        thermal: ThermalCheck,
+    ) -> Self {
         let open: Opener = Box::new(|path| Box::new(sgio::Device::new(path.to_owned(), COMMAND_TIMEOUT)));
-        Sata::with_opener(paths, interval, devices, health, open)
+        Sata::with_opener(paths, interval, devices, health, thermal, open)
     }
 
     /// As `new`, with the SG_IO interface made by `open` (crafted pages in unit tests).
@@ -155,9 +163,19 @@ impl Sata {
         interval: Duration,
         devices: DeviceFilter,
         health: SataHealthCheck,
+        thermal: ThermalCheck,
         open: Opener,
     ) -> Self {
-        Sata { paths, interval, devices, health, open, disks: BTreeMap::new(), warned_permission: false }
+        Sata {
+            paths,
+            interval,
+            devices,
+            health,
+            thermal,
+            open,
+            disks: BTreeMap::new(),
+            warned_permission: false,
+        }
     }
 
     /// One pass at time `now` (tests pass their own).
@@ -192,6 +210,15 @@ impl Sata {
         if self.health.enabled {
             for r in &readings {
                 out.extend(checks::sata_health(&self.health, &r.name, &r.health));
+            }
+        }
+        if self.thermal.enabled {
+            for r in &readings {
+                let smart = r.smart.as_ref().and_then(|s| smart::temperature(&s.attributes));
+                if let Some(t) = smart.map(|t| t as f64).or(r.drivetemp.map(|(t, _)| t)) {
+                    let limit = r.drivetemp.and_then(|(_, max)| max);
+                    out.push(checks::disk_temperature(&self.thermal, &r.name, t, limit));
+                }
             }
         }
         Ok(Output { families: families(&readings), checks: out, errors })
@@ -431,26 +458,31 @@ fn read_smart(
     (SmartState::Available, false)
 }
 
-/// The drivetemp hwmon temperature of a disk (°C), joined through its SCSI device directory.
-fn drivetemp(dev: &Path, errors: &mut Vec<CollectError>) -> Option<f64> {
+/// The drivetemp hwmon temperature of a disk and its `temp1_max` limit when the drive reports
+/// one (°C), joined through its SCSI device directory.
+fn drivetemp(dev: &Path, errors: &mut Vec<CollectError>) -> Option<(f64, Option<f64>)> {
     let mut dirs: Vec<PathBuf> =
         std::fs::read_dir(dev.join("hwmon")).ok()?.flatten().map(|e| e.path()).collect();
     dirs.sort();
     let hwmon = dirs
         .into_iter()
         .find(|d| read_attr(&d.join("name")).ok().flatten().as_deref() == Some("drivetemp"))?;
-    let path = hwmon.join("temp1_input");
-    let text = read_attr(&path).unwrap_or_else(|e| {
-        errors.push(e);
-        None
-    })?;
-    match text.parse::<i64>() {
-        Ok(m) => Some(m as f64 / 1000.0),
-        Err(_) => {
-            errors.push(CollectError::parse(&path, format_args!("{text:?} is not millidegrees")));
+    let mut read = |file: &str| {
+        let path = hwmon.join(file);
+        let text = read_attr(&path).unwrap_or_else(|e| {
+            errors.push(e);
             None
+        })?;
+        match text.parse::<i64>() {
+            Ok(m) => Some(m as f64 / 1000.0),
+            Err(_) => {
+                errors.push(CollectError::parse(&path, format_args!("{text:?} is not millidegrees")));
+                None
+            }
         }
-    }
+    };
+    let t = read("temp1_input")?;
+    Some((t, read("temp1_max")))
 }
 
 fn families(readings: &[Reading]) -> Vec<Family> {
@@ -540,7 +572,7 @@ fn families(readings: &[Reading]) -> Vec<Family> {
             state.push([("device", d), ("state", label)], f64::from(u8::from(s == r.smart_state)));
         }
         skips.push([("device", d)], r.standby_skips as f64);
-        if let Some(t) = r.drivetemp {
+        if let Some((t, _)) = r.drivetemp {
             temp.push([("device", d), ("source", "drivetemp")], t);
         }
         let Some(s) = &r.smart else { continue };
@@ -702,6 +734,7 @@ mod tests {
             ("power/runtime_status", "active"),
             ("hwmon/hwmon4/name", "drivetemp"),
             ("hwmon/hwmon4/temp1_input", "38000"),
+            ("hwmon/hwmon4/temp1_max", "55000"),
         ] {
             write(r, &format!("{scsi}/{f}"), &format!("{v}\n"));
         }
@@ -731,7 +764,8 @@ mod tests {
             Box::new(Fake(drive.clone()))
         });
         let filter = DeviceFilter::new(None, None);
-        Sata::with_opener(paths, Duration::from_secs(60), filter, SataHealthCheck::default(), open)
+        let (health, thermal) = (SataHealthCheck::default(), ThermalCheck::default());
+        Sata::with_opener(paths, Duration::from_secs(60), filter, health, thermal, open)
     }
 
     fn value(out: &Output, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -793,7 +827,13 @@ mod tests {
         assert_eq!(value(&out, "storwatch_sata_attribute_decoded", &[("id", "194")]), Some(38.0));
         assert_eq!(value(&out, "storwatch_sata_attribute_threshold", &[("id", "5")]), Some(36.0));
         assert!(out.checks.iter().all(|r| r.ok), "{:?}", out.checks);
-        assert_eq!(out.checks.len(), 3);
+        assert_eq!(out.checks.len(), 4);
+        let t = out.checks.iter().find(|r| r.check == "thermal").unwrap();
+        assert_eq!(
+            (t.subject.as_str(), t.value, t.threshold),
+            ("sda", Some(38.0), Some(55.0)),
+            "drivetemp's limit"
+        );
 
         // A minute later the counters wrapped (0xfffffffe -> 0x3: five errors) and 5 rose.
         write(sys.path(), "block/sda/device/ioerr_cnt", "0x3\n");
@@ -868,8 +908,12 @@ mod tests {
             let out = c.collect_at(t0 + Duration::from_secs(60 * i)).unwrap();
             assert!(out.errors.is_empty(), "{:?}", out.errors);
             assert_eq!(state(&out), "unsupported");
-            let subjects: Vec<_> = out.checks.iter().map(|r| r.subject.as_str()).collect();
-            assert_eq!(subjects, ["sda io_errors"]);
+            let subjects: Vec<_> = out.checks.iter().map(|r| (r.check, r.subject.as_str())).collect();
+            assert_eq!(
+                subjects,
+                [("sata_health", "sda io_errors"), ("thermal", "sda")],
+                "drivetemp still judged"
+            );
         }
         assert_eq!(d.lock().unwrap().commands, 1);
 
