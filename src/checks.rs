@@ -14,7 +14,7 @@ use crate::config::{
     CapacityCheck, Checks, DeviceErrorsCheck, DockerEngineCheck, FilesystemCheck, KernelCheck, LatencyCheck,
     MountsCheck, NetworkBandwidthCheck, PacketLossCheck, ResourcesCheck, SchedulerCheck, WritebackCheck,
 };
-use crate::config::{NvmeHealthCheck, ThermalCheck};
+use crate::config::{NvmeHealthCheck, SataHealthCheck, ThermalCheck};
 use crate::derive::DiskRates;
 use crate::metrics::Family;
 
@@ -34,10 +34,11 @@ pub struct CheckResult {
 }
 
 /// Every check, in the order of the spec's table.
-pub const ORDER: [&str; 14] = [
+pub const ORDER: [&str; 15] = [
     "storage_latency",
     "device_errors",
     "nvme_health",
+    "sata_health",
     "thermal",
     "io_scheduler",
     "writeback",
@@ -57,6 +58,7 @@ pub fn enabled(cfg: &Checks) -> Vec<&'static str> {
         cfg.storage_latency.enabled,
         cfg.device_errors.enabled,
         cfg.nvme_health.enabled,
+        cfg.sata_health.enabled,
         cfg.thermal.enabled,
         cfg.io_scheduler.enabled,
         cfg.writeback.enabled,
@@ -172,6 +174,86 @@ pub fn nvme_health(cfg: &NvmeHealthCheck, controller: &str, h: &NvmeHealth) -> V
     ]
 }
 
+/// What the SATA health check judges of one SCSI disk. The SMART part is None when SMART could
+/// not be read (no CAP_SYS_RAWIO, no ATA device behind the disk).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SataHealth {
+    pub smart: Option<SataSmart>,
+    /// New I/O errors (the agent's own commands aside) and timeouts over the agent's life, and
+    /// seconds since they last rose (None: not while the agent watched).
+    pub io_errors: u64,
+    pub io_errors_rose_ago: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SataSmart {
+    /// SMART RETURN STATUS: passed; None when the registers said neither passed nor failed.
+    pub passed: Option<bool>,
+    /// `(id, name)` of each attribute failing now (normalized value <= threshold).
+    pub failing: Vec<(u8, &'static str)>,
+    /// The failure-relevant attribute that rose last, and seconds since (None: none rose).
+    pub rose: Option<(u8, &'static str, f64)>,
+}
+
+/// SATA health, a disk's own view of the spec's device errors (kept apart from the kernel log's
+/// `device_errors`, which judges the same disk names). Subjects per disk: `sda` SMART overall
+/// status passed and no attribute failing now (value: the attributes failing, threshold 0);
+/// `sda attributes` no failure-relevant attribute (reallocated, pending, offline-uncorrectable,
+/// UDMA CRC, reported-uncorrect, command-timeout counts...) rose within the window (value: seconds
+/// since the last rise); `sda io_errors` no new I/O error or timeout in the SCSI counters within
+/// the window (value: seconds since the last rise). The SMART subjects need SMART.
+pub fn sata_health(cfg: &SataHealthCheck, device: &str, h: &SataHealth) -> Vec<CheckResult> {
+    let window = cfg.window.as_secs_f64();
+    let within = |ago: Option<f64>| ago.is_some_and(|a| a <= window);
+    let expected_rise = format!("no rise in the last {}", humantime::format_duration(cfg.window));
+    let mut out = Vec::new();
+    if let Some(s) = &h.smart {
+        let mut observed = match s.passed {
+            Some(true) => "SMART passed".to_owned(),
+            Some(false) => "SMART FAILED (threshold exceeded)".to_owned(),
+            None => "SMART status unknown".to_owned(),
+        };
+        for (id, name) in &s.failing {
+            observed.push_str(&format!(", {id} {name} failing now"));
+        }
+        out.push(CheckResult {
+            check: "sata_health",
+            subject: device.to_owned(),
+            ok: s.passed != Some(false) && s.failing.is_empty(),
+            observed,
+            expected: "passed, no attribute at or below its threshold".to_owned(),
+            value: Some(s.failing.len() as f64),
+            threshold: Some(0.0),
+        });
+        let ago = s.rose.map(|r| r.2);
+        out.push(CheckResult {
+            check: "sata_health",
+            subject: format!("{device} attributes"),
+            ok: !within(ago),
+            observed: match s.rose {
+                Some((id, name, a)) => format!("{id} {name} rose {} ago", self::ago(a)),
+                None => "no failure-relevant attribute rising".to_owned(),
+            },
+            expected: expected_rise.clone(),
+            value: ago,
+            threshold: Some(window),
+        });
+    }
+    out.push(CheckResult {
+        check: "sata_health",
+        subject: format!("{device} io_errors"),
+        ok: !within(h.io_errors_rose_ago),
+        observed: match h.io_errors_rose_ago {
+            Some(a) => format!("{} I/O errors and timeouts, rose {} ago", h.io_errors, ago(a)),
+            None => format!("{} I/O errors and timeouts, not rising", h.io_errors),
+        },
+        expected: expected_rise,
+        value: h.io_errors_rose_ago,
+        threshold: Some(window),
+    });
+    out
+}
+
 /// Thermal, for an NVMe controller: `nvme0` composite temperature below the drive's own warning
 /// threshold (WCTEMP; `max_temperature` when the drive reports none) with the temperature
 /// critical-warning bit clear (value and threshold in °C); `nvme0 throttling` no new
@@ -215,6 +297,24 @@ pub fn thermal(
         threshold: Some(window),
     });
     out
+}
+
+/// Thermal, for a SATA / SCSI disk: its temperature (SMART 194/190, else drivetemp) below the
+/// drive's own limit where drivetemp reports one (`temp1_max`), else `max_temperature` (°C).
+pub fn disk_temperature(cfg: &ThermalCheck, device: &str, celsius: f64, limit: Option<f64>) -> CheckResult {
+    let (max, whose) = match limit {
+        Some(l) => (l, "the drive's"),
+        None => (f64::from(cfg.max_temperature), "configured"),
+    };
+    CheckResult {
+        check: "thermal",
+        subject: device.to_owned(),
+        ok: celsius < max,
+        observed: format!("{celsius:.2}°C"),
+        expected: format!("< {max:.2}°C ({whose})"),
+        value: Some(celsius),
+        threshold: Some(max),
+    }
 }
 
 /// I/O scheduler: non-rotational devices use one of the allowed schedulers (mq-deadline or none,
@@ -667,6 +767,55 @@ mod tests {
         assert_eq!(r.len(), 1, "no composite temperature, no temperature result");
         assert_eq!((r[0].subject.as_str(), r[0].ok), ("nvme0 throttling", false));
         assert!(thermal(&cfg, "nvme0", None, None, false, 4, Some(1e6))[0].ok);
+        let r = disk_temperature(&cfg, "sda", 31.0, None);
+        assert!(r.ok);
+        assert_eq!(
+            (r.value, r.threshold, r.expected.as_str()),
+            (Some(31.0), Some(70.0), "< 70.00°C (configured)")
+        );
+        assert!(!disk_temperature(&cfg, "sda", 56.0, Some(55.0)).ok);
+        assert!(!disk_temperature(&cfg, "sda", 70.0, None).ok);
+    }
+
+    #[test]
+    fn sata_health_subjects() {
+        let cfg = SataHealthCheck::default();
+        let good = SataHealth {
+            smart: Some(SataSmart { passed: Some(true), failing: vec![], rose: None }),
+            io_errors: 0,
+            io_errors_rose_ago: None,
+        };
+        let r = sata_health(&cfg, "sda", &good);
+        let subjects: Vec<_> = r.iter().map(|r| r.subject.as_str()).collect();
+        assert_eq!(subjects, ["sda", "sda attributes", "sda io_errors"]);
+        assert!(r.iter().all(|r| r.ok), "{r:?}");
+        let bad = SataHealth {
+            smart: Some(SataSmart {
+                passed: Some(false),
+                failing: vec![(5, "Reallocated_Sector_Ct")],
+                rose: Some((197, "Current_Pending_Sector", 30.0)),
+            }),
+            io_errors: 3,
+            io_errors_rose_ago: Some(60.0),
+        };
+        let r = sata_health(&cfg, "sda", &bad);
+        assert!(r.iter().all(|r| !r.ok), "{r:?}");
+        assert_eq!(r[0].observed, "SMART FAILED (threshold exceeded), 5 Reallocated_Sector_Ct failing now");
+        assert_eq!((r[0].value, r[0].threshold), (Some(1.0), Some(0.0)));
+        assert_eq!(r[1].observed, "197 Current_Pending_Sector rose 30s ago");
+        assert_eq!((r[2].value, r[2].threshold), (Some(60.0), Some(900.0)));
+        // Passed but an attribute failing: fails; a rise older than the window passes.
+        let mixed = SataHealth {
+            smart: Some(SataSmart { passed: Some(true), failing: vec![(5, "x")], rose: Some((5, "x", 1e4)) }),
+            io_errors: 3,
+            io_errors_rose_ago: Some(1e4),
+        };
+        let r = sata_health(&cfg, "sda", &mixed);
+        assert_eq!(r.iter().map(|r| r.ok).collect::<Vec<_>>(), [false, true, true]);
+        // No SMART (a virtio-scsi disk, no CAP_SYS_RAWIO): only the I/O counters are judged.
+        let none = SataHealth { smart: None, io_errors: 0, io_errors_rose_ago: None };
+        let r = sata_health(&cfg, "sdb", &none);
+        assert_eq!((r.len(), r[0].subject.as_str(), r[0].ok), (1, "sdb io_errors", true));
     }
 
     #[test]

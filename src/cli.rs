@@ -22,7 +22,7 @@ manual's thresholds, exported for Prometheus. Runs on its built-in defaults with
     version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("STORWATCH_REVISION"), ")"),
     about = ABOUT,
     after_help = "Collector flags (--collector.<name>, --no-collector.<name>, --collector.<name>.interval) \
-                  exist for: diskstats, kmsg, queue, host, fabric, nvme, docker. The device filter applies to diskstats and queue."
+                  exist for: diskstats, kmsg, queue, host, fabric, nvme, sata, docker. The device filter applies to diskstats, queue and sata."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -285,6 +285,7 @@ mod tests {
                 ("host", Duration::from_secs(60)),
                 ("fabric", Duration::from_secs(5)),
                 ("nvme", Duration::from_secs(60)),
+                ("sata", Duration::from_secs(60)),
                 ("docker", Duration::from_secs(30))
             ]
         );
@@ -304,7 +305,7 @@ mod tests {
         assert_eq!(c.listen, ListenAddr::Addr("127.0.0.1:0".parse().unwrap()));
         assert_eq!(
             c.enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>(),
-            ["kmsg", "queue", "host", "fabric", "nvme", "docker"]
+            ["kmsg", "queue", "host", "fabric", "nvme", "sata", "docker"]
         );
         let f = c.diskstats_filter();
         assert!(f.matches("loop3") && !f.matches("sda"));
@@ -318,7 +319,7 @@ mod tests {
             matches!(c.command, Some(Subcommand::Check { window, output: ReportFormat::Json }) if window == Duration::from_secs(1))
         );
         assert_eq!(c.procfs, PathBuf::from("/x"));
-        assert_eq!(c.enabled_collectors().len(), 6);
+        assert_eq!(c.enabled_collectors().len(), 7);
     }
 
     #[test]

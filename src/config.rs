@@ -42,6 +42,7 @@ pub struct Checks {
     pub storage_latency: LatencyCheck,
     pub device_errors: DeviceErrorsCheck,
     pub nvme_health: NvmeHealthCheck,
+    pub sata_health: SataHealthCheck,
     pub thermal: ThermalCheck,
     pub io_scheduler: SchedulerCheck,
     pub writeback: WritebackCheck,
@@ -105,6 +106,23 @@ pub struct NvmeHealthCheck {
 impl Default for NvmeHealthCheck {
     fn default() -> Self {
         NvmeHealthCheck { enabled: true, window: Duration::from_secs(15 * 60) }
+    }
+}
+
+/// SATA / SCSI disk health from SMART (SG_IO) and the SCSI iostat counters.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SataHealthCheck {
+    pub enabled: bool,
+    /// A rise of a failure-relevant SMART attribute, or a new I/O error or timeout, within this
+    /// window fails the disk.
+    #[serde(deserialize_with = "positive_duration")]
+    pub window: Duration,
+}
+
+impl Default for SataHealthCheck {
+    fn default() -> Self {
+        SataHealthCheck { enabled: true, window: Duration::from_secs(15 * 60) }
     }
 }
 
@@ -796,6 +814,18 @@ mod tests {
         assert!([3260, 2049, 6789, 3300, 6800, 7300].iter().all(|p| d.storage_port(*p)));
         assert_eq!(parse_port_range("1-1"), Some((1, 1)));
         assert_eq!(parse_port_range("x"), None);
+    }
+
+    #[test]
+    fn sata_values() {
+        let c = parse("[checks.sata_health]\nwindow = \"30m\"\n").unwrap();
+        assert_eq!(
+            c.checks.sata_health,
+            SataHealthCheck { enabled: true, window: Duration::from_secs(1800) }
+        );
+        assert_eq!(Config::default().checks.sata_health.window, Duration::from_secs(900));
+        assert!(parse("[checks.sata_health]\nwindow = \"0s\"\n").is_err());
+        assert!(parse("[checks.sata_health]\nthreshold = 1\n").is_err());
     }
 
     #[test]

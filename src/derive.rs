@@ -22,6 +22,23 @@ pub fn delta_u32(prev: u64, cur: u64) -> Option<u64> {
     }
 }
 
+/// Growth of a SCSI device's iostat counter (`iorequest_cnt`, `iodone_cnt`, `ioerr_cnt`,
+/// `iotmo_cnt`: an `atomic_t` printed as `0x%x`, so 32 bits that wrap). A decrease of less than
+/// half the range is taken as one wrap; a bigger one is the device being re-created (counters
+/// back at 0), which yields no delta. The collector also starts afresh when the disk's identity
+/// (its `dev` and SCSI address) changes.
+pub fn scsi_counter_delta(prev: u32, cur: u32) -> Option<u64> {
+    let d = cur.wrapping_sub(prev);
+    (d < 1 << 31).then_some(u64::from(d))
+}
+
+/// New I/O errors of a SCSI disk over a window: the growth of `ioerr_cnt` less the agent's own
+/// commands that completed with a non-GOOD status in that window (each ATA PASS-THROUGH with
+/// CK_COND answers CHECK CONDITION, which the kernel counts as an error).
+pub fn io_errors_delta(prev: u32, cur: u32, own: u32) -> Option<u64> {
+    scsi_counter_delta(prev, cur).map(|d| d.saturating_sub(u64::from(own)))
+}
+
 /// Growth over a window of a per-connection TCP counter (`tcp_info`'s `total_retrans`,
 /// `segs_out`: 32-bit, and zero when the connection opened).
 ///
@@ -145,6 +162,21 @@ mod tests {
         assert_eq!(delta_u32(4_294_967_290, 4), Some(10));
         // A value above u32::MAX cannot have wrapped at 32 bits: a reset.
         assert_eq!(delta_u32(5_000_000_000, 4), None);
+    }
+
+    #[test]
+    fn scsi_counters_wrap() {
+        assert_eq!(scsi_counter_delta(0x1f, 0x2f), Some(16));
+        assert_eq!(scsi_counter_delta(5, 5), Some(0));
+        // 0xfffffff0 -> 0x10: 0x10 to the wrap plus 0x10 after it.
+        assert_eq!(scsi_counter_delta(0xffff_fff0, 0x10), Some(0x20));
+        assert_eq!(scsi_counter_delta(u32::MAX, 0), Some(1));
+        // From a low value back to 0: the device was re-created, not 4 billion commands.
+        assert_eq!(scsi_counter_delta(0x100, 0), None);
+        assert_eq!(io_errors_delta(10, 14, 3), Some(1));
+        assert_eq!(io_errors_delta(10, 12, 3), Some(0), "never below 0");
+        assert_eq!(io_errors_delta(0xffff_fffe, 2, 4), Some(0));
+        assert_eq!(io_errors_delta(0x100, 0, 0), None);
     }
 
     #[test]

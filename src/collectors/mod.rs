@@ -8,6 +8,7 @@ pub mod host;
 pub mod kmsg;
 pub mod nvme;
 pub mod queue;
+pub mod sata;
 
 use std::fmt;
 use std::io;
@@ -61,6 +62,11 @@ pub const REGISTRY: &[Spec] = &[
         help: "NVMe controller health: Identify, SMART / Health and Error logs via admin passthrough (CAP_SYS_ADMIN), hwmon temperatures",
     },
     Spec {
+        name: "sata",
+        interval: "60s",
+        help: "SATA/SAS disk health: SMART via SG_IO ATA PASS-THROUGH (CAP_SYS_RAWIO; disks in standby are not woken), SCSI error and timeout counters, ATA link speed, drivetemp",
+    },
+    Spec {
         name: "docker",
         interval: "30s",
         help: "Docker engine (version, storage driver), volumes, their filesystems and free space, container mounts",
@@ -104,6 +110,13 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
         "nvme" => {
             Box::new(nvme::Nvme::new(paths, interval, checks.nvme_health.clone(), checks.thermal.clone()))
         }
+        "sata" => Box::new(sata::Sata::new(
+            paths,
+            interval,
+            setup.devices.clone(),
+            checks.sata_health.clone(),
+            checks.thermal.clone(),
+        )),
         "docker" => Box::new(docker::Docker::new(
             paths,
             interval,

@@ -8,6 +8,7 @@
 #   --nvme-error-sector N  reads of NVMe sector N fail (blkdebug, EIO) -> Unrecovered Read Error
 #   --sata-error-sector N  reads of SATA sector N fail (blkdebug, EIO) -> libata EH, ABRT
 #   --latency-ns N         adds /dev/nvme1 (serial lat1, 64 MiB of zeroes), every request >= N ns
+#   --scsi-disk            adds a virtio-scsi disk (scsi-hd, 64 MiB, /dev/sdb): SCSI, no ATA behind it
 #   --qmp SOCKET           QMP socket (server, no wait); the NVMe drives have ids nvme0 / nvme1
 #   --out FILE             also keep the guest's output in FILE, written as the guest runs
 #   --console FILE         keep the guest console (boot log, kernel messages) in FILE
@@ -16,12 +17,13 @@
 # On failure (script exit status != 0, timeout, guest crash) the console tail goes to stderr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-nvme_err='' sata_err='' latency='' qmp='' out='' console='' timeout=${GUEST_TIMEOUT:-120}
+nvme_err='' sata_err='' latency='' scsi_disk='' qmp='' out='' console='' timeout=${GUEST_TIMEOUT:-120}
 while (($#)); do
     case $1 in
         --nvme-error-sector) nvme_err=$2; shift 2 ;;
         --sata-error-sector) sata_err=$2; shift 2 ;;
         --latency-ns) latency=$2; shift 2 ;;
+        --scsi-disk) scsi_disk=1; shift ;;
         --qmp) qmp=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --console) console=$2; shift 2 ;;
@@ -75,6 +77,11 @@ if [[ -n $latency ]]; then
     args+=(-drive "driver=null-co,latency-ns=$latency,size=67108864,read-zeroes=on,if=none,id=lat0")
     args+=(-device nvme,id=nvme1,serial=lat1,drive=lat0)
     wait+=,nvme1,nvme1n1
+fi
+if [[ -n $scsi_disk ]]; then
+    args+=(-drive "$(drive_file scsi ''),if=none,id=disk1,format=raw")
+    args+=(-device virtio-scsi-pci,id=vscsi -device scsi-hd,id=scsi0,drive=disk1,bus=vscsi.0)
+    wait+=,sdb
 fi
 [[ -n $qmp ]] && args+=(-qmp "unix:$qmp,server=on,wait=off")
 args+=(-append "console=ttyS0 quiet panic=-1 storwatch.wait=$wait")
