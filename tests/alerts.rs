@@ -57,7 +57,11 @@ fn s(v: &Value) -> &str {
 #[test]
 fn promtool_check_rules_is_clean() {
     let Some(promtool) = common::tool("promtool") else { return };
-    let out = Command::new(promtool).args(["check", "rules", "--lint=all", "--lint-fatal"]).arg(rules_path()).output().unwrap();
+    let out = Command::new(promtool)
+        .args(["check", "rules", "--lint=all", "--lint-fatal"])
+        .arg(rules_path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     let n = alert_rules().len();
@@ -89,7 +93,11 @@ fn promtool_tests_reject_broken_rules() {
         // The far-above-spec latency at twice instead of four times the threshold.
         ("(4 * storwatch_check_threshold", "(2 * storwatch_check_threshold", "StorwatchDiskLatencyCritical"),
         // The generic check alert no longer covering checks added later.
-        ("storwatch_check_ok{check!~\"device_errors", "storwatch_check_ok{check=~\"writeback|device_errors", "StorwatchCheckFailing"),
+        (
+            "storwatch_check_ok{check!~\"device_errors",
+            "storwatch_check_ok{check=~\"writeback|device_errors",
+            "StorwatchCheckFailing",
+        ),
     ];
     for (from, to, alert) in mutations {
         assert!(original.contains(from), "{from}");
@@ -129,7 +137,10 @@ fn every_alert_has_a_firing_and_a_silent_case() {
     let alerts: BTreeSet<String> = alert_rules().iter().map(|r| s(&r["alert"]).to_owned()).collect();
     let no_firing: Vec<_> = alerts.difference(&firing).collect();
     let no_silent: Vec<_> = alerts.difference(&silent).collect();
-    assert!(no_firing.is_empty() && no_silent.is_empty(), "never firing: {no_firing:?}; never silent: {no_silent:?}");
+    assert!(
+        no_firing.is_empty() && no_silent.is_empty(),
+        "never firing: {no_firing:?}; never silent: {no_silent:?}"
+    );
     let unknown: Vec<_> = firing.union(&silent).filter(|a| !alerts.contains(*a)).collect();
     assert!(unknown.is_empty(), "tests of alerts that do not exist: {unknown:?}");
 }
@@ -139,11 +150,8 @@ fn every_alert_has_a_firing_and_a_silent_case() {
 #[test]
 fn every_rule_has_severity_annotations_and_a_runbook() {
     let runbook = std::fs::read_to_string(root().join("docs/runbooks.md")).unwrap();
-    let anchors: BTreeSet<String> = runbook
-        .lines()
-        .filter_map(|l| l.strip_prefix("## "))
-        .map(|h| h.trim().to_lowercase())
-        .collect();
+    let anchors: BTreeSet<String> =
+        runbook.lines().filter_map(|l| l.strip_prefix("## ")).map(|h| h.trim().to_lowercase()).collect();
     let mut problems = Vec::new();
     let mut names = BTreeMap::new();
     for r in alert_rules() {
@@ -165,7 +173,9 @@ fn every_rule_has_severity_annotations_and_a_runbook() {
         let url = s(&a["runbook_url"]);
         match url.split_once("docs/runbooks.md#") {
             Some((_, anchor)) if anchor == alert.to_lowercase() && anchors.contains(anchor) => {}
-            _ => problems.push(format!("{alert}: runbook_url {url:?} has no `## {alert}` in docs/runbooks.md")),
+            _ => {
+                problems.push(format!("{alert}: runbook_url {url:?} has no `## {alert}` in docs/runbooks.md"))
+            }
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
@@ -213,7 +223,8 @@ fn amtool_accepts_the_example_and_routes_by_severity() {
             .unwrap()
     };
     for (severity, receiver) in [("critical", "pager"), ("warning", "ticket"), ("info", "blackhole")] {
-        let labels = [&format!("severity={severity}")[..], "alertname=StorwatchKernelIOTimeout", "device=nvme0"];
+        let labels =
+            [&format!("severity={severity}")[..], "alertname=StorwatchKernelIOTimeout", "device=nvme0"];
         let ok = route(&labels, receiver);
         assert!(ok.status.success(), "{severity} -> {receiver}: {}", String::from_utf8_lossy(&ok.stdout));
         // And the verification fails for a wrong receiver.
@@ -253,7 +264,9 @@ fn alertmanager_inhibits_warnings_under_a_critical_on_the_same_device() {
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&addr).is_err() || promql::http(&addr, "GET", "/-/ready", None).0 != 200 {
+    while std::net::TcpStream::connect(&addr).is_err()
+        || promql::http(&addr, "GET", "/-/ready", None).0 != 200
+    {
         assert!(Instant::now() < deadline, "alertmanager not ready");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -275,8 +288,12 @@ fn alertmanager_inhibits_warnings_under_a_critical_on_the_same_device() {
         alert("StorwatchAgentDown", "critical", "h3", None),
         alert("StorwatchDiskLatencyHigh", "warning", "h3", Some("sda")),
     ];
-    let (status, body) =
-        promql::http(&addr, "POST", "/api/v2/alerts", Some(("application/json", &format!("[{}]", alerts.join(",")))));
+    let (status, body) = promql::http(
+        &addr,
+        "POST",
+        "/api/v2/alerts",
+        Some(("application/json", &format!("[{}]", alerts.join(",")))),
+    );
     assert_eq!(status, 200, "{body}");
     // Inhibition is evaluated when the alerts are listed; wait until all eight are there.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -314,6 +331,7 @@ fn alertmanager_inhibits_warnings_under_a_critical_on_the_same_device() {
         ("StorwatchAgentDown h3 -", "active"),
         ("StorwatchDiskLatencyHigh h3 sda", "suppressed"),
     ];
-    let expect: BTreeMap<String, String> = expect.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let expect: BTreeMap<String, String> =
+        expect.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     assert_eq!(state, expect);
 }

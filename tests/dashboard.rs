@@ -17,7 +17,8 @@ use serde_json::Value;
 const RATE_INTERVAL: &str = "7777s";
 
 fn dashboard() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards/storwatch.json")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards/storwatch.json")).unwrap();
     serde_json::from_str(&text).expect("dashboards/storwatch.json is JSON")
 }
 
@@ -40,7 +41,10 @@ fn targets(d: &Value) -> Vec<(String, String)> {
         .flat_map(|p| {
             let title = p["title"].as_str().unwrap_or("").to_owned();
             p["targets"].as_array().into_iter().flatten().map(move |t| {
-                (title.clone(), t["expr"].as_str().unwrap_or_else(|| panic!("{title}: target without expr")).to_owned())
+                (
+                    title.clone(),
+                    t["expr"].as_str().unwrap_or_else(|| panic!("{title}: target without expr")).to_owned(),
+                )
             })
         })
         .collect()
@@ -168,7 +172,8 @@ fn dashboard_linter_rules_hold() {
     }
     assert!(vars["instance"]["query"]["query"].as_str().unwrap().contains("$job"));
     assert!(vars["device"]["query"]["query"].as_str().unwrap().contains("$instance"));
-    let known_vars: BTreeSet<&str> = vars.keys().copied().chain(["__rate_interval", "__interval", "__range"]).collect();
+    let known_vars: BTreeSet<&str> =
+        vars.keys().copied().chain(["__rate_interval", "__interval", "__range"]).collect();
 
     let mut ids = BTreeSet::new();
     let mut cells: BTreeMap<(i64, i64), String> = BTreeMap::new();
@@ -179,7 +184,12 @@ fn dashboard_linter_rules_hold() {
             problems.push(format!("{title}: id {id} is not unique"));
         }
         let g = &p["gridPos"];
-        let (x, y, w, h) = (g["x"].as_i64().unwrap(), g["y"].as_i64().unwrap(), g["w"].as_i64().unwrap(), g["h"].as_i64().unwrap());
+        let (x, y, w, h) = (
+            g["x"].as_i64().unwrap(),
+            g["y"].as_i64().unwrap(),
+            g["w"].as_i64().unwrap(),
+            g["h"].as_i64().unwrap(),
+        );
         if x < 0 || w <= 0 || h <= 0 || x + w > 24 {
             problems.push(format!("{title}: gridPos {g} outside the 24 columns"));
         }
@@ -203,7 +213,8 @@ fn dashboard_linter_rules_hold() {
         }
         // panel-units
         let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
-        const UNITS: [&str; 10] = ["s", "iops", "Bps", "percentunit", "celsius", "pps", "short", "none", "bytes", "decbytes"];
+        const UNITS: [&str; 10] =
+            ["s", "iops", "Bps", "percentunit", "celsius", "pps", "short", "none", "bytes", "decbytes"];
         if !UNITS.contains(&unit) {
             problems.push(format!("{title}: unit {unit:?} is not a Grafana unit this dashboard knows"));
         }
@@ -223,7 +234,8 @@ fn dashboard_linter_rules_hold() {
             }
             let expr = t["expr"].as_str().unwrap();
             for var in expr.split('$').skip(1) {
-                let name: String = var.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let name: String =
+                    var.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
                 if !known_vars.contains(name.as_str()) {
                     problems.push(format!("{title}: unknown variable ${name}"));
                 }
@@ -266,7 +278,12 @@ fn linter_checks_reject_a_broken_dashboard() {
     let parsed = promql::parse(&substitute(&bad)).unwrap();
     let ranged: Vec<_> = promql::selectors(&parsed).into_iter().filter(|s| s.range.is_some()).collect();
     assert!(ranged.iter().all(|s| s.range != Some(Duration::from_secs(7777))));
-    assert!(promql::parse(&substitute("sum(rate(storwatch_disk_reads_completed_total{job=~\"$job\"}[$__rate_interval])")).is_err());
+    assert!(
+        promql::parse(&substitute(
+            "sum(rate(storwatch_disk_reads_completed_total{job=~\"$job\"}[$__rate_interval])"
+        ))
+        .is_err()
+    );
     let declared = promql::declared_families();
     assert!(!promql::is_known("storwatch_disk_read_latency_p99", &declared, &BTreeSet::new()));
 }

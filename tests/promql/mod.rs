@@ -34,7 +34,11 @@ pub fn selectors(expr: &Expr) -> Vec<Selector> {
     out
 }
 
-fn selector(vs: &parser::VectorSelector, range: Option<Duration>, function: Option<&'static str>) -> Selector {
+fn selector(
+    vs: &parser::VectorSelector,
+    range: Option<Duration>,
+    function: Option<&'static str>,
+) -> Selector {
     let mut name = vs.name.clone();
     let mut matchers = Vec::new();
     for m in vs.matchers.matchers.iter().chain(vs.matchers.or_matchers.iter().flatten()) {
