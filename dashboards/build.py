@@ -65,12 +65,18 @@ def panel(kind, title, description, targets, unit, w=12, h=8, **extra):
             target.update({"range": False, "instant": True})
         if kind == "table":
             target["format"] = "table"
+        if kind == "heatmap":
+            # For a histogram: sum by (le) (increase(x_bucket[$__rate_interval])), legend {{le}}.
+            target["format"] = "heatmap"
         p["targets"].append(target)
     if kind == "timeseries":
         p["options"] = {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["mean", "max"]},
                         "tooltip": {"mode": "multi", "sort": "desc"}}
     if kind == "table":
         p["options"] = {"showHeader": True}
+    if kind == "heatmap":
+        p["options"] = {"calculate": False, "yAxis": {"unit": unit}, "cellGap": 1,
+                        "color": {"mode": "scheme", "scheme": "Oranges"}}
     for k, v in extra.items():
         if k == "thresholds":
             p["fieldConfig"]["defaults"]["thresholds"] = {
