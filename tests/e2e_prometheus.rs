@@ -136,9 +136,13 @@ fn nvme_timeout_in_the_kernel_log_pages_through_prometheus_and_alertmanager() {
     )
     .unwrap();
     let config_arg = format!("--config.file={}", config.display());
+    // A volume mounted read-only by a created container, so that the Docker volume panels have
+    // data where an engine runs.
+    let docker = DockerMade::new();
     let agent = common::Agent::start(&[
         "--collector.diskstats.interval=1s",
         "--collector.fabric.interval=1s",
+        "--collector.docker.interval=1s",
         &config_arg,
     ]);
     agent.wait_ready();
@@ -257,12 +261,77 @@ fn nvme_timeout_in_the_kernel_log_pages_through_prometheus_and_alertmanager() {
     );
     assert_eq!(count, Some(1.0));
 
-    check_dashboard_queries(&prom_addr, &agent);
+    check_dashboard_queries(&prom_addr, &agent, docker.is_some());
     drop(client);
 }
 
+/// Docker objects this test makes, removed on drop (also when the test fails).
+#[derive(Default)]
+struct DockerMade {
+    image: String,
+    volume: String,
+    container: String,
+}
+
+impl DockerMade {
+    /// An image imported from a one-file tar (never run), a volume, and a container created (not
+    /// started) with the volume mounted read-only. None when no Docker engine answers here.
+    fn new() -> Option<DockerMade> {
+        let answers = Command::new("docker").args(["info", "--format", "{{.ID}}"]).output();
+        if !answers.is_ok_and(|o| o.status.success()) {
+            eprintln!("no Docker engine answers: the Docker volume panels are not checked");
+            return None;
+        }
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos()
+        );
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("marker"), "storwatch e2e test\n").unwrap();
+        let tar = root.path().join("root.tar");
+        let tarred =
+            Command::new("tar").arg("-C").arg(root.path()).arg("-cf").arg(&tar).arg("marker").status();
+        assert!(tarred.unwrap().success());
+        let mut made = DockerMade::default();
+        let run = |args: &[&str]| {
+            let out = Command::new("docker").args(args).output().unwrap();
+            assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        made.image = format!("storwatch-e2e-{id}:1");
+        run(&["import", tar.to_str().unwrap(), &made.image]);
+        made.volume = format!("storwatch-e2e-{id}");
+        run(&["volume", "create", &made.volume]);
+        made.container = format!("storwatch-e2e-{id}");
+        run(&[
+            "create",
+            "--name",
+            &made.container,
+            "-v",
+            &format!("{}:/data:ro", made.volume),
+            &made.image,
+            "/marker",
+        ]);
+        Some(made)
+    }
+}
+
+impl Drop for DockerMade {
+    fn drop(&mut self) {
+        for args in [
+            vec!["rm", "-f", "-v", &self.container],
+            vec!["volume", "rm", "-f", &self.volume],
+            vec!["rmi", "-f", &self.image],
+        ] {
+            if !args.last().unwrap().is_empty() {
+                let _ = Command::new("docker").args(args).output();
+            }
+        }
+    }
+}
+
 /// Every dashboard query whose metrics the agent exports on this machine returns data.
-fn check_dashboard_queries(prom: &str, agent: &common::Agent) {
+fn check_dashboard_queries(prom: &str, agent: &common::Agent, docker: bool) {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards/storwatch.json")).unwrap();
     let dashboard: Value = serde_json::from_str(&text).unwrap();
@@ -316,7 +385,10 @@ fn check_dashboard_queries(prom: &str, agent: &common::Agent) {
         "Collectors",
         "Target RTT",
         "Probe loss and success",
-    ] {
+    ]
+    .into_iter()
+    .chain(docker.then_some(["Volumes and their containers", "Container mounts"]).into_iter().flatten())
+    {
         assert!(ran.iter().any(|t| t == must), "{must} did not run: skipped {skipped:?}");
     }
     // The variables' label_values queries list this agent.
