@@ -128,7 +128,7 @@ fn declared_families_cover_the_agents_exposition() {
     let declared = promql::declared_families();
     assert!(declared.len() > 100, "{declared:?}");
     let mut exposed = promql::exposition_names(&promql::golden_exposition());
-    let agent = common::Agent::start(&["--no-collector.kmsg", "--no-collector.docker"]);
+    let agent = common::Agent::start(&[]);
     agent.wait_ready();
     exposed.extend(promql::exposition_names(&agent.metrics()));
     let missing: Vec<_> = exposed.iter().filter(|n| !declared.contains(*n)).collect();
