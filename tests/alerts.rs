@@ -201,6 +201,26 @@ fn every_metric_in_the_rules_exists() {
             }
         }
     }
+    // The queries inside annotation templates (`printf "storwatch_x{...}" ... | query`).
+    for r in alert_rules() {
+        let alert = s(&r["alert"]);
+        for text in r["annotations"].as_mapping().unwrap().values().filter_map(Value::as_str) {
+            for (i, _) in text.match_indices("printf \"") {
+                let name: String =
+                    text[i + 8..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if name.is_empty() {
+                    continue; // a number format, `printf "%.0f" $value`
+                }
+                if promql::is_known(&name, &declared, &exposed) {
+                    used.insert(name);
+                } else {
+                    problems.push(format!(
+                        "{alert}: an annotation queries {name:?}, which storwatch does not export"
+                    ));
+                }
+            }
+        }
+    }
     assert!(problems.is_empty(), "{problems:#?}");
     eprintln!("{} metrics used by the rules: {used:?}", used.len());
 }
