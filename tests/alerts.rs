@@ -94,8 +94,8 @@ fn promtool_tests_reject_broken_rules() {
         ("(4 * storwatch_check_threshold", "(2 * storwatch_check_threshold", "StorwatchDiskLatencyCritical"),
         // The generic check alert no longer covering checks added later.
         (
-            "storwatch_check_ok{check!~\"device_errors",
-            "storwatch_check_ok{check=~\"writeback|device_errors",
+            "storwatch_check_ok{check!~\"thermal",
+            "storwatch_check_ok{check=~\"writeback|thermal",
             "StorwatchCheckFailing",
         ),
     ];
