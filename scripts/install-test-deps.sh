@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite uses (run as root on Debian 12). Idempotent: packages
 # already present are not fetched again.
-#   prometheus   promtool, to lint the exposition (`promtool check metrics`)
+#   prometheus   promtool, to lint the exposition (`promtool check metrics`), check and unit-test the
+#                alert rules; the prometheus server for the live alerting test (tests/e2e_prometheus.rs)
+#   prometheus-alertmanager  amtool (check-config, routes test) and alertmanager for the live
+#                alerting and inhibition tests
+#   python3      runs dashboards/build.py, which writes the Grafana dashboard (tests/dashboard.rs)
 #   sysstat      iostat, the oracle for the disk rates and latencies on a real loop device
 #   util-linux   losetup and setpriv (loop devices; running the agent as nobody)
 #   iproute2     ip: network namespaces, veth pairs and `ip -s link`, the storage fabric tests
@@ -10,7 +14,7 @@
 #   faketime     libfaketime: the wall clock jumping under the agent (tests/faults.rs)
 # and, from crates.io, cargo-fuzz (scripts/fuzz.sh: libFuzzer on the parsers, stable with -s none).
 set -euo pipefail
-packages=(prometheus sysstat util-linux iproute2 iptables busybox-static faketime)
+packages=(prometheus prometheus-alertmanager python3 sysstat util-linux iproute2 iptables busybox-static faketime)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
