@@ -7,8 +7,12 @@
 #   iproute2     ip: network namespaces, veth pairs and `ip -s link`, the storage fabric tests
 #   iptables     `statistic` random drops in a namespace: packet loss for the fabric tests
 #   busybox-static  the root of the tiny image the Docker tests import (no image can be pulled)
+#   openssl      makes the CA, server and client certificates of the TLS tests (tests/prod.rs)
+#   curl         the real HTTP/TLS client of the TLS and basic-auth tests
+#   wrk          the load generator of the 200-client /metrics load test
+#   apache2-utils  htpasswd: bcrypt hashes made by a tool other than the agent's own crate
 set -euo pipefail
-packages=(prometheus sysstat util-linux iproute2 iptables busybox-static)
+packages=(prometheus sysstat util-linux iproute2 iptables busybox-static openssl curl wrk apache2-utils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,4 +30,9 @@ if ((${#missing[@]})); then
     chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# cargo-deb builds the .deb (tests/prod.rs); from crates.io, once: kept when already installed.
+if ! command -v cargo-deb >/dev/null && ! [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deb" ]]; then
+    echo "install-test-deps: installing cargo-deb"
+    nice cargo install --locked cargo-deb
 fi
