@@ -126,6 +126,13 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<rustls::ServerConfig, String> {
     let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
         return Err("tls_server_config: cert_file and key_file are both required".into());
     };
+    let version = |v: &Option<String>, default: u8| match v.as_deref() {
+        None | Some("") => Ok(default),
+        Some("TLS12") => Ok(12),
+        Some("TLS13") => Ok(13),
+        Some(other) => Err(format!("TLS version {other:?} is not supported (TLS12 or TLS13)")),
+    };
+    let (min, max) = (version(&t.min_version, 12)?, version(&t.max_version, 13)?);
     let (cert, key) = (base.join(cert), base.join(key));
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
         .and_then(|i| i.collect())
@@ -164,13 +171,6 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<rustls::ServerConfig, String> {
         }
         provider.kx_groups = groups;
     }
-    let version = |v: &Option<String>, default: u8| match v.as_deref() {
-        None | Some("") => Ok(default),
-        Some("TLS12") => Ok(12),
-        Some("TLS13") => Ok(13),
-        Some(other) => Err(format!("TLS version {other:?} is not supported (TLS12 or TLS13)")),
-    };
-    let (min, max) = (version(&t.min_version, 12)?, version(&t.max_version, 13)?);
     let versions: Vec<&'static rustls::SupportedProtocolVersion> =
         [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
             .into_iter()
