@@ -146,8 +146,20 @@ where
 }
 
 async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
-    let mut response = match &shared.options.web.auth {
-        Some(auth) => {
+    // Scrapes, and with basic auth every request (the password check is the costly part), count
+    // against --web.max-requests until answered; beyond it the answer is an immediate 503.
+    let limited = shared.options.web.auth.is_some() || req.uri().path() == &*shared.options.telemetry_path;
+    let permit = match &shared.scrapes {
+        Some(s) if limited => s.try_acquire().map(Some),
+        _ => Ok(None),
+    };
+    let mut response = match (permit, &shared.options.web.auth) {
+        (Err(_), _) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many requests in progress (--web.max-requests).\n".into(),
+        ),
+        (Ok(_permit), None) => respond(&req, shared),
+        (Ok(_permit), Some(auth)) => {
             let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes().to_vec());
             let auth = auth.clone();
             // bcrypt takes tens of milliseconds: keep it off the thread serving the other clients.
@@ -160,7 +172,6 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
                 r
             }
         }
-        None => respond(&req, shared),
     };
     for (name, value) in &shared.options.web.headers {
         response.headers_mut().insert(name.clone(), value.clone());
@@ -182,12 +193,6 @@ fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         p if p == telemetry_path => {
-            let Ok(_scrape) = shared.scrapes.as_ref().map(Semaphore::try_acquire).transpose() else {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many concurrent scrapes (--web.max-requests).\n".into(),
-                );
-            };
             let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
             let format = Format::from_accept(accept);
             let mut r = Response::new(Full::new(Bytes::from(state.encode(format))));

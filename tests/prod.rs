@@ -346,6 +346,55 @@ fn a_bad_web_config_stops_the_agent() {
     }
 }
 
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            s.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    s
+}
+
+#[test]
+fn max_requests_bounds_the_password_checks_in_progress() {
+    // 16 clients at once, each with a password never seen (no cache): the bcrypt checks run one
+    // at a time (cost 10, >= 70 ms each), so with --web.max-requests=2 most are turned away at once.
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("right", 10).unwrap();
+    std::fs::write(dir.path().join("web.yml"), format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+    let agent = Agent::start(&[
+        "--web.config.file",
+        dir.path().join("web.yml").to_str().unwrap(),
+        "--web.max-requests=2",
+        "--no-collector.docker",
+    ]);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let (addr, barrier) = (agent.addr.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let auth = format!("Basic {}", base64(format!("alice:guess{i}").as_bytes()));
+                barrier.wait();
+                common::http_request(&addr, "GET", "/metrics", &[("Authorization", &auth)]).0
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let (refused, denied) =
+        (codes.iter().filter(|&&c| c == 503).count(), codes.iter().filter(|&&c| c == 401).count());
+    eprintln!(
+        "16 concurrent wrong passwords, --web.max-requests=2: {denied} checked (401), {refused} refused (503)"
+    );
+    assert_eq!(refused + denied, 16, "{codes:?}");
+    assert!(refused > 0 && denied >= 2, "{codes:?}");
+    // The right password still gets in once the flood is over.
+    let auth = format!("Basic {}", base64(b"alice:right"));
+    assert_eq!(agent.get("/metrics", &[("Authorization", &auth)]).0, 200);
+}
+
 // ---- server limits ------------------------------------------------------------------------------
 
 fn raw(addr: &str, request: &[u8]) -> (String, Duration) {
