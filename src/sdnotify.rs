@@ -24,10 +24,10 @@ pub fn notify(message: &str) -> bool {
 
 /// How often to ping: half of `$WATCHDOG_USEC`, when the watchdog is on and meant for this process.
 pub fn watchdog_period() -> Option<Duration> {
-    if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
-        if pid.to_string_lossy().parse::<u32>().ok()? != std::process::id() {
-            return None;
-        }
+    if let Some(pid) = std::env::var_os("WATCHDOG_PID")
+        && pid.to_string_lossy().parse::<u32>().ok()? != std::process::id()
+    {
+        return None;
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec) / 2)

@@ -303,7 +303,7 @@ pub fn parse_basic(header: &[u8]) -> Option<(String, Vec<u8>)> {
 
 /// Standard base64 with padding (RFC 4648 §4); None on any other input.
 pub fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
-    if input.len() % 4 != 0 {
+    if !input.len().is_multiple_of(4) {
         return None;
     }
     let value = |c: u8| -> Option<u32> {
