@@ -454,6 +454,34 @@ fn request_limits_and_slow_clients() {
     eprintln!("a busy keep-alive connection was closed {:?} after its first response", started.elapsed());
 }
 
+#[test]
+fn at_max_connections_new_clients_wait_their_turn() {
+    let agent =
+        Agent::start(&["--web.max-connections=2", "--web.read-header-timeout=5s", "--no-collector.docker"]);
+    agent.wait_ready();
+    // Two silent clients take both slots (accepted in order from the backlog)...
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&agent.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // ...so a third connects (the kernel's backlog) but is not served...
+    let mut s = TcpStream::connect(&agent.addr).unwrap();
+    s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut buf = [0u8; 1];
+    let early = s.read(&mut buf);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "answered while at the connection limit: {early:?}"
+    );
+    // ...until the header timeout frees a slot; then it is.
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&out));
+    eprintln!("the queued client was served {:?} later, when an idle one timed out", started.elapsed());
+    drop(idle);
+}
+
 fn raise_nofile(want: u64) {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain struct in, plain struct out.
