@@ -12,9 +12,15 @@
 #   iptables     `statistic` random drops in a namespace: packet loss for the fabric tests
 #   busybox-static  the root of the tiny image the Docker tests import (no image can be pulled)
 #   faketime     libfaketime: the wall clock jumping under the agent (tests/faults.rs)
-# and, from crates.io, cargo-fuzz (scripts/fuzz.sh: libFuzzer on the parsers, stable with -s none).
+#   openssl      makes the CA, server and client certificates of the TLS tests (tests/prod.rs)
+#   curl         the real HTTP/TLS client of the TLS and basic-auth tests
+#   wrk          the load generator of the 200-client /metrics load test
+#   apache2-utils  htpasswd: bcrypt hashes made by a tool other than the agent's own crate
+# and, from crates.io (kept when already installed): cargo-fuzz (scripts/fuzz.sh: libFuzzer on the
+# parsers, stable with -s none) and cargo-deb (builds the .deb, tests/prod.rs).
 set -euo pipefail
-packages=(prometheus prometheus-alertmanager python3 sysstat util-linux iproute2 iptables busybox-static faketime)
+packages=(prometheus prometheus-alertmanager python3 sysstat util-linux iproute2 iptables busybox-static faketime
+    openssl curl wrk apache2-utils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,4 +42,8 @@ fi
 if ! command -v cargo-fuzz >/dev/null; then
     echo "install-test-deps: installing cargo-fuzz"
     cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+if ! command -v cargo-deb >/dev/null; then
+    echo "install-test-deps: installing cargo-deb"
+    cargo install cargo-deb --version 3.8.0 --locked
 fi

@@ -36,6 +36,30 @@ pub struct Cli {
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
     pub telemetry_path: String,
 
+    /// Prometheus exporter-toolkit web configuration (YAML): TLS, basic auth users with bcrypt
+    /// hashes, extra security headers. See README "Running in production".
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Scrapes of the telemetry path served at once; more are answered 503. 0 means no limit.
+    #[arg(long = "web.max-requests", value_name = "N", default_value = "40")]
+    pub max_requests: usize,
+
+    /// Connections open at once; beyond it new clients wait in the kernel's accept queue.
+    #[arg(long = "web.max-connections", value_name = "N", default_value = "4096", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Time a client has to send its request headers (and finish the TLS handshake) before the
+    /// connection is closed: slow clients cannot hold connections.
+    #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
+    pub read_header_timeout: Duration,
+
+    /// Longest a connection stays open, keep-alive included; it then closes after its current
+    /// response (a client that does not read that response is cut off after
+    /// --web.read-header-timeout more).
+    #[arg(long = "web.connection-timeout", value_name = "DURATION", default_value = "2m", value_parser = parse_interval)]
+    pub connection_timeout: Duration,
+
     /// Optional TOML file with check thresholds; without it the spec's defaults apply.
     #[arg(long = "config.file", value_name = "FILE", global = true)]
     pub config_file: Option<PathBuf>,

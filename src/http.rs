@@ -9,26 +9,65 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 
 use crate::metrics::Format;
 use crate::state::State;
+use crate::webconfig::WebConfig;
+
+/// Most header lines a request may carry; more is answered 431.
+pub const MAX_HEADERS: usize = 64;
+/// Largest request head (request line and headers) in bytes; larger is refused.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// The server's settings: what is served, how it is protected and its limits.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub telemetry_path: Arc<str>,
+    pub web: WebConfig,
+    /// Scrapes of the telemetry path served at once; more get 503. 0: no limit.
+    pub max_requests: usize,
+    /// Connections open at once; beyond it the server stops accepting until one closes.
+    pub max_connections: usize,
+    /// Time a client has to send its request head (and finish the TLS handshake).
+    pub read_header_timeout: Duration,
+    /// Longest a connection stays open; then it closes after its current response.
+    pub connection_timeout: Duration,
+}
+
+/// What a request handler shares.
+struct Shared {
+    state: Arc<State>,
+    options: Options,
+    scrapes: Option<Semaphore>,
+}
 
 pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
-    telemetry_path: Arc<str>,
+    options: Options,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let all = options.max_connections.max(1) as u32;
+    let tls = options.web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let scrapes = (options.max_requests > 0).then(|| Semaphore::new(options.max_requests));
+    let shared = Arc::new(Shared { state, options, scrapes });
+    let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // At the connection limit, wait for a slot: new clients queue in the kernel's backlog.
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -41,26 +80,103 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let state = state.clone();
-        let path = telemetry_path.clone();
-        let service = service_fn(move |req| {
-            let response = respond(&req, &state, &path);
-            async move { Ok::<_, Infallible>(response) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let _ = stream.set_nodelay(true);
+        let (shared, tls, stop) = (shared.clone(), tls.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let _permit = permit;
+            let handshake_timeout = shared.options.read_header_timeout;
+            let result = match tls {
+                None => connection(stream, shared, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => connection(tls, shared, stop).await,
+                        Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
+                        Err(_) => Err("TLS handshake timed out".into()),
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(message = "connection ended with an error", %peer, error = %e);
             }
         });
     }
-    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(Duration::from_secs(5), connections.acquire_many(all)).await.is_err() {
         tracing::warn!("connections still open after 5 s; closing them");
     }
+}
+
+/// Serves one connection until the client closes it, its lifetime ends or the server stops.
+async fn connection<I>(io: I, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Result<(), String>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let options = &shared.options;
+    let lifetime = options.connection_timeout;
+    let handler = shared.clone();
+    let service = service_fn(move |req| {
+        let shared = handler.clone();
+        async move { Ok::<_, Infallible>(handle(req, &shared).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.read_header_timeout)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        () = tokio::time::sleep(lifetime) => None,
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    let result = match ended {
+        Some(r) => r,
+        None => {
+            // Finish the response in flight, then close; a client that will not read it is dropped.
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(options.read_header_timeout, conn).await {
+                Ok(r) => r,
+                Err(_) => return Err("closed: the client did not read its response in time".into()),
+            }
+        }
+    };
+    result.map_err(|e| e.to_string())
+}
+
+async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    // Scrapes, and with basic auth every request (the password check is the costly part), count
+    // against --web.max-requests until answered; beyond it the answer is an immediate 503.
+    let limited = shared.options.web.auth.is_some() || req.uri().path() == &*shared.options.telemetry_path;
+    let permit = match &shared.scrapes {
+        Some(s) if limited => s.try_acquire().map(Some),
+        _ => Ok(None),
+    };
+    let mut response = match (permit, &shared.options.web.auth) {
+        (Err(_), _) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many requests in progress (--web.max-requests).\n".into(),
+        ),
+        (Ok(_permit), None) => respond(&req, shared),
+        (Ok(_permit), Some(auth)) => {
+            let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+            let auth = auth.clone();
+            // bcrypt takes tens of milliseconds: keep it off the thread serving the other clients.
+            let allowed = tokio::task::spawn_blocking(move || auth.check(header.as_deref())).await;
+            if allowed.unwrap_or(false) {
+                respond(&req, shared)
+            } else {
+                let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized.\n".into());
+                r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+                r
+            }
+        }
+    };
+    for (name, value) in &shared.options.web.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
 }
 
 const LANDING: &str = "<!DOCTYPE html>\n<html><head><title>storwatch</title></head><body>\n\
@@ -68,7 +184,8 @@ const LANDING: &str = "<!DOCTYPE html>\n<html><head><title>storwatch</title></he
 <ul><li><a href=\"PATH\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
 <li><a href=\"/-/ready\">Readiness</a></li></ul>\n</body></html>\n";
 
-fn respond(req: &Request<Incoming>, state: &State, telemetry_path: &str) -> Response<Full<Bytes>> {
+fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let (state, telemetry_path) = (&shared.state, &*shared.options.telemetry_path);
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed: use GET.\n".into());
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));

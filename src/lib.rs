@@ -10,4 +10,6 @@ pub mod http;
 pub mod metrics;
 pub mod paths;
 pub mod report;
+pub mod sdnotify;
 pub mod state;
+pub mod webconfig;

@@ -14,7 +14,9 @@ use clap::Parser;
 use storwatch::cli::{Cli, ListenAddr, LogFormat, LogLevel, Subcommand};
 use storwatch::collectors::{self, CollectError, Collector, ErrorKind, Output, Setup};
 use storwatch::config::Config;
+use storwatch::sdnotify::{self, Heartbeats};
 use storwatch::state::State;
+use storwatch::webconfig::WebConfig;
 use storwatch::{checks, http, report};
 
 fn main() -> ExitCode {
@@ -43,19 +45,33 @@ fn main() -> ExitCode {
         return ExitCode::from(report::run(collectors, window, output));
     }
 
+    let web = match &cli.web_config_file {
+        None => WebConfig::default(),
+        Some(path) => match WebConfig::load(path) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("storwatch: --web.config.file {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    raise_fd_limit();
+
     let names: Vec<&'static str> = collectors.iter().map(|c| c.name()).collect();
+    let intervals: Vec<Duration> = collectors.iter().map(|c| c.interval()).collect();
+    let heartbeats = Arc::new(Heartbeats::new(&intervals));
     let state = Arc::new(State::new(&names, checks::enabled(&config.checks)));
     tracing::info!(message = "starting storwatch", version = env!("CARGO_PKG_VERSION"), collectors = ?names);
 
     // Each collector thread stops when its sender is dropped.
     let mut stops = Vec::new();
-    for collector in collectors {
+    for (index, collector) in collectors.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel::<()>();
         stops.push(tx);
-        let state = state.clone();
+        let (state, beats) = (state.clone(), heartbeats.clone());
         let spawned = thread::Builder::new()
             .name(format!("collector-{}", collector.name()))
-            .spawn(move || run_collector(collector, &state, &rx));
+            .spawn(move || run_collector(collector, &state, &rx, &|| beats.beat(index)));
         if let Err(e) = spawned {
             eprintln!("storwatch: cannot start a collector thread: {e}");
             return ExitCode::FAILURE;
@@ -79,7 +95,17 @@ fn main() -> ExitCode {
         };
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(message = "listening", address = %address, telemetry_path = %cli.telemetry_path);
-        http::serve(listener, state, cli.telemetry_path.as_str().into(), shutdown_signal()).await;
+        let options = http::Options {
+            telemetry_path: cli.telemetry_path.as_str().into(),
+            web,
+            max_requests: cli.max_requests,
+            max_connections: cli.max_connections as usize,
+            read_header_timeout: cli.read_header_timeout,
+            connection_timeout: cli.connection_timeout,
+        };
+        tokio::spawn(supervise(state.clone(), heartbeats, names));
+        http::serve(listener, state, options, shutdown_signal()).await;
+        sdnotify::notify("STOPPING=1");
         tracing::info!("shutting down");
         ExitCode::SUCCESS
     });
@@ -89,12 +115,19 @@ fn main() -> ExitCode {
 
 /// Runs one collector on its interval until `stop` is dropped. A panic inside a run is caught and
 /// counted; the agent runs on.
-fn run_collector(mut collector: Box<dyn Collector>, state: &State, stop: &mpsc::Receiver<()>) {
+/// `beat` marks progress for the systemd watchdog, before and after each run.
+fn run_collector(
+    mut collector: Box<dyn Collector>,
+    state: &State,
+    stop: &mpsc::Receiver<()>,
+    beat: &dyn Fn(),
+) {
     let name = collector.name();
     let interval = collector.interval();
     let mut log = RateLimitedLog::new(name);
     let mut next = Instant::now();
     loop {
+        beat();
         let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| collector.collect())).unwrap_or_else(|_| {
             Err(CollectError { kind: ErrorKind::Internal, message: "the collector panicked".into() })
@@ -110,6 +143,7 @@ fn run_collector(mut collector: Box<dyn Collector>, state: &State, stop: &mpsc::
                 state.publish(name, duration, Err(()), std::slice::from_ref(&e));
             }
         }
+        beat();
         // Next tick on the original grid; ticks missed by a slow run are skipped, not bunched.
         let now = Instant::now();
         while next <= now {
@@ -118,6 +152,51 @@ fn run_collector(mut collector: Box<dyn Collector>, state: &State, stop: &mpsc::
         match stop.recv_timeout(next - now) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Tells systemd READY=1 once every collector has published its first samples, then pings the
+/// watchdog (when WatchdogSec= is set) only while no collector loop is wedged: a run stuck longer
+/// than its interval plus the watchdog timeout stops the pings and systemd restarts the agent.
+async fn supervise(state: Arc<State>, heartbeats: Arc<Heartbeats>, names: Vec<&'static str>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while !state.ready() {
+        tick.tick().await;
+    }
+    if sdnotify::notify("READY=1") {
+        tracing::info!("told systemd the agent is ready");
+    }
+    let Some(period) = sdnotify::watchdog_period() else { return };
+    let mut tick = tokio::time::interval(period);
+    let mut wedged = None;
+    loop {
+        tick.tick().await;
+        match heartbeats.stalled(period * 2) {
+            None => {
+                sdnotify::notify("WATCHDOG=1");
+                wedged = None;
+            }
+            Some(i) if wedged != Some(i) => {
+                tracing::error!(
+                    message = "collector loop wedged; no longer pinging the systemd watchdog",
+                    collector = names[i]
+                );
+                wedged = Some(i);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: each connection is a descriptor.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }
