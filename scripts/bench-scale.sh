@@ -2,21 +2,20 @@
 # Scale: storwatch and node_exporter side by side on synthetic procfs/sysfs trees of growing size
 # (scripts/scale-tree.py): 100, 1,000 and 10,000 disks, 64 NVMe controllers, 100 / 1,000 / 1,000
 # physical interfaces. For each size, in one run:
-# - storwatch collection: the agent with diskstats, queue, host, nvme and fabric every 1 s on the
-#   tree; its CPU (utime+stime from /proc/PID/stat) over SECONDS seconds divided by the rounds,
-#   i.e. the CPU of one collection of everything; and the sum of the collectors' own
-#   storwatch_collector_duration_seconds (wall time of their last run);
-# - storwatch scrape: the same collectors once (interval 1h), then N scrapes of /metrics: CPU per
-#   scrape and the median and p99 time curl measured;
+# - storwatch collection: the agent with diskstats, queue, host, nvme and fabric (interval 1h, so
+#   each runs once) on the tree; its CPU (utime+stime from /proc/PID/stat) from its start until
+#   /-/ready says every collector has run: one collection of everything, start-up included; and
+#   the sum of the collectors' own storwatch_collector_duration_seconds (wall time);
+# - storwatch scrape: then N scrapes of /metrics: CPU per scrape and the median and p99 time curl
+#   measured;
 # - node_exporter 1.5 (Debian prometheus-node-exporter) with its matching collectors (diskstats,
 #   netdev, netclass, nvme, hwmon, meminfo, netstat) on the same tree: it reads at scrape time, so
 #   CPU and time per scrape are its whole cost;
 # - peak RSS of both.
-# Usage: scripts/bench-scale.sh [SECONDS=20] [N=100]
+# Usage: scripts/bench-scale.sh [N=100]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_RUN=${1:-20}
-N=${2:-100}
+N=${1:-100}
 NODE_EXPORTER=/usr/bin/prometheus-node-exporter
 [[ -x $NODE_EXPORTER ]] || { echo "$NODE_EXPORTER missing: apt-get install prometheus-node-exporter" >&2; exit 1; }
 cargo build --release --locked -q
@@ -60,19 +59,11 @@ for size in "100 100" "1000 1000" "10000 1000"; do
     python3 scripts/scale-tree.py "$tree" "$disks" 64 "$ifaces"
     mkdir -p "$tree/dev"
 
-    pid=$(agent "$tree" 19801 1s)
-    wait_http http://127.0.0.1:19801/-/ready
-    sleep 3
-    c0=$(cpu "$pid")
-    sleep "$SECONDS_RUN"
-    c1=$(cpu "$pid")
-    per_collection=$(awk -v a="$c1" -v b="$c0" -v s="$SECONDS_RUN" 'BEGIN{printf "%.1f", (a - b) * 1000 / s}')
-    durations=$(curl -s http://127.0.0.1:19801/metrics |
-        awk '/^storwatch_collector_duration_seconds/{s += $2} END{printf "%.1f", s * 1000}')
-    kill "$pid"; wait "$pid" 2>/dev/null || true
-
     pid=$(agent "$tree" 19802 1h)
     wait_http http://127.0.0.1:19802/-/ready
+    per_collection=$(awk -v c="$(cpu "$pid")" 'BEGIN{printf "%.1f", c * 1000}')
+    durations=$(curl -s http://127.0.0.1:19802/metrics |
+        awk '/^storwatch_collector_duration_seconds/{s += $2} END{printf "%.1f", s * 1000}')
     read -r sw_cpu sw_med sw_p99 sw_lines <<<"$(scrapes "$pid" http://127.0.0.1:19802/metrics)"
     sw_rss=$(rss "$pid")
     kill "$pid"; wait "$pid" 2>/dev/null || true
