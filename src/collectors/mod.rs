@@ -1,6 +1,7 @@
 //! The collector registry. A collector is a source with a name, an interval and one function that
 //! samples it; the scheduler in `main` runs each on its own thread and publishes its output.
 
+pub mod biolatency;
 pub mod diskstats;
 pub mod docker;
 pub mod fabric;
@@ -65,6 +66,11 @@ pub const REGISTRY: &[Spec] = &[
         interval: "30s",
         help: "Docker engine (version, storage driver), volumes, their filesystems and free space, container mounts",
     },
+    Spec {
+        name: "biolatency",
+        interval: "5s",
+        help: "block I/O latency histograms per device and operation from eBPF (CAP_BPF + CAP_PERFMON or root, kernel BTF)",
+    },
 ];
 
 /// What every collector is built from.
@@ -75,6 +81,8 @@ pub struct Setup<'a> {
     pub devices: &'a DeviceFilter,
     /// `--collector.docker.socket` and `--collector.docker.volume-sizes`.
     pub docker: &'a docker::Options,
+    /// The eBPF latency programs, loaded by the biolatency collector and read by diskstats' check.
+    pub biolatency: &'a biolatency::Shared,
 }
 
 /// Builds the collector named in [`REGISTRY`].
@@ -86,7 +94,8 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
             setup.devices.clone(),
             interval,
             checks.storage_latency.clone(),
-        )),
+        )
+        .with_histograms(setup.biolatency.clone())),
         "kmsg" => Box::new(kmsg::Kmsg::new(paths, interval, checks.device_errors.clone())),
         "queue" => {
             Box::new(queue::Queue::new(paths, setup.devices.clone(), interval, checks.io_scheduler.clone()))
@@ -110,6 +119,12 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
             setup.docker,
             checks.clone(),
             setup.config.filesystems.paths.clone(),
+        )),
+        "biolatency" => Box::new(biolatency::Biolatency::new(
+            paths,
+            setup.devices.clone(),
+            interval,
+            setup.biolatency.clone(),
         )),
         other => unreachable!("collector {other} is not in the registry"),
     }
