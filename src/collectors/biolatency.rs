@@ -10,9 +10,11 @@
 //! Each run reads that map and exports it as a cumulative Prometheus histogram, device names from
 //! the `major:minor` of `/proc/diskstats`.
 //!
-//! Loading needs CAP_BPF and CAP_PERFMON (or root) and a kernel with BTF; without them the collector
-//! fails every run with one message saying which is missing (logged once), and the rest of the
-//! agent, the diskstats means included, works as before.
+//! Loading needs CAP_BPF and CAP_PERFMON (or root) and a kernel with BTF. Without the privileges
+//! every run fails (`storwatch_collector_success{collector="biolatency"} 0`, kind `permission`)
+//! with one message naming them, logged once. A kernel without BTF is "not present here", like
+//! missing hardware: one warning at start, runs that succeed with no histograms. Either way the
+//! rest of the agent, the diskstats means included, works as before.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -195,16 +197,11 @@ fn memlock(fd: RawFd) -> u64 {
 }
 
 impl Programs {
-    /// Loads `object` with the BTF at `btf_path` and attaches its three programs.
-    pub fn load(object: &[u8], btf_path: &Path) -> Result<Programs, CollectError> {
+    /// Loads `object` with the BTF at `btf_path` and attaches its three programs. `Ok(None)` when
+    /// the kernel has no BTF there.
+    pub fn load(object: &[u8], btf_path: &Path) -> Result<Option<Programs>, CollectError> {
         if !btf_path.exists() {
-            return Err(CollectError {
-                kind: ErrorKind::Io,
-                message: format!(
-                    "block I/O latency histograms need kernel BTF, and {} does not exist (a kernel built with CONFIG_DEBUG_INFO_BTF=y has it)",
-                    btf_path.display()
-                ),
-            });
+            return Ok(None);
         }
         let btf = Btf::parse_file(btf_path, Endianness::default())
             .map_err(|e| load_error(&format!("reading BTF from {}", btf_path.display()), &e))?;
@@ -237,7 +234,7 @@ impl Programs {
         let hists = HashMap::try_from(hists).map_err(|e| load_error("map hists", &e))?;
         let untracked = ebpf.take_map("untracked").ok_or_else(|| missing("untracked"))?;
         let untracked = Array::try_from(untracked).map_err(|e| load_error("map untracked", &e))?;
-        Ok(Programs { _ebpf: ebpf, hists, untracked, map_bytes })
+        Ok(Some(Programs { _ebpf: ebpf, hists, untracked, map_bytes }))
     }
 
     /// The histograms as they stand now.
@@ -282,16 +279,29 @@ pub struct Biolatency {
     filter: DeviceFilter,
     interval: Duration,
     shared: Shared,
-    /// Why the programs are not loaded, returned by every run.
+    /// Why the programs could not be loaded, returned by every run.
     failed: Option<CollectError>,
+}
+
+/// What a kernel without BTF gets, once.
+pub fn no_btf_message(btf_path: &Path) -> String {
+    format!(
+        "block I/O latency histograms are off: they need kernel BTF, and {} does not exist (a kernel built with CONFIG_DEBUG_INFO_BTF=y has it); the diskstats means are unaffected",
+        btf_path.display()
+    )
 }
 
 impl Biolatency {
     /// Loads and attaches the programs now; a failure is kept and reported by every run.
     pub fn new(paths: Paths, filter: DeviceFilter, interval: Duration, shared: Shared) -> Self {
-        let failed = match Programs::load(OBJECT, &paths.sys("kernel/btf/vmlinux")) {
-            Ok(p) => {
+        let btf = paths.sys("kernel/btf/vmlinux");
+        let failed = match Programs::load(OBJECT, &btf) {
+            Ok(Some(p)) => {
                 *shared.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+                None
+            }
+            Ok(None) => {
+                tracing::warn!(message = no_btf_message(&btf), collector = "biolatency");
                 None
             }
             Err(e) => Some(e),
@@ -315,10 +325,8 @@ impl Collector for Biolatency {
         }
         let (hists, untracked, map_bytes) = {
             let guard = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
-            let p = guard.as_ref().ok_or_else(|| CollectError {
-                kind: ErrorKind::Internal,
-                message: "the BPF programs are gone".into(),
-            })?;
+            // No BTF: nothing to export, and nothing wrong.
+            let Some(p) = guard.as_ref() else { return Ok(Output::default()) };
             (p.read()?, p.untracked(), p.map_bytes())
         };
         let path = self.paths.proc("diskstats");
