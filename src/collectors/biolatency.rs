@@ -113,11 +113,11 @@ struct RawKey {
     op: u32,
 }
 
-/// `struct hist` of the C source.
+/// `struct hist` of the C source: `SLOT_ARRAY` (32) counters, of which the first [`SLOTS`] are used.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 struct RawHist {
-    slots: [u64; SLOTS],
+    slots: [u64; 32],
     sum_ns: u64,
 }
 
@@ -244,7 +244,9 @@ impl Programs {
             let (key, value) = entry.map_err(|e| load_error("reading map hists", &e))?;
             let Some(op) = Op::from_raw(key.op) else { continue };
             let (major, minor) = split_dev(key.dev);
-            out.insert((major, minor, op), LatencyHistogram { slots: value.slots, sum_ns: value.sum_ns });
+            let mut slots = [0u64; SLOTS];
+            slots.copy_from_slice(&value.slots[..SLOTS]);
+            out.insert((major, minor, op), LatencyHistogram { slots, sum_ns: value.sum_ns });
         }
         Ok(out)
     }
