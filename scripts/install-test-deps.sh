@@ -7,8 +7,10 @@
 #   iproute2     ip: network namespaces, veth pairs and `ip -s link`, the storage fabric tests
 #   iptables     `statistic` random drops in a namespace: packet loss for the fabric tests
 #   busybox-static  the root of the tiny image the Docker tests import (no image can be pulled)
+#   clang llvm libbpf-dev  rebuild bpf/biolatency.bpf.o (scripts/build-bpf.sh: clang, llvm-strip, <bpf/*.h>)
+#   bpftool fio  scripts/bench-biolatency.sh (program run times, 4 KiB random read IOPS)
 set -euo pipefail
-packages=(prometheus sysstat util-linux iproute2 iptables busybox-static)
+packages=(prometheus sysstat util-linux iproute2 iptables busybox-static clang llvm libbpf-dev bpftool fio)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

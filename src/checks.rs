@@ -95,12 +95,18 @@ pub struct Tail {
 /// Storage latency judged on the window's p99 where the eBPF histograms have it, and on the
 /// diskstats mean for an operation they do not: the tail is what stalls a database, and a mean
 /// under 5 ms can hide a p99 far above it.
-pub fn storage_latency_with_tail(cfg: &LatencyCheck, device: &str, rates: &DiskRates, tail: &Tail) -> CheckResult {
+pub fn storage_latency_with_tail(
+    cfg: &LatencyCheck,
+    device: &str,
+    rates: &DiskRates,
+    tail: &Tail,
+) -> CheckResult {
     let read = tail.read.unwrap_or(rates.read.await_seconds);
     let write = tail.write.unwrap_or(rates.write.await_seconds);
     let value = read.max(write);
     let threshold = cfg.max.as_secs_f64();
-    let name = |p99: Option<f64>, op: &str| if p99.is_some() { format!("{op}_p99") } else { format!("{op}_await") };
+    let name =
+        |p99: Option<f64>, op: &str| if p99.is_some() { format!("{op}_p99") } else { format!("{op}_await") };
     CheckResult {
         check: "storage_latency",
         subject: device.to_owned(),

@@ -197,7 +197,11 @@ mod tests {
         let h = hist(&[(2, 98), (20, 2)], 0);
         let p99 = histogram_quantile(0.99, &h).unwrap();
         assert!((p99 - (upper_bound(19) + 0.5 * (upper_bound(20) - upper_bound(19)))).abs() < 1e-12);
-        assert_eq!(histogram_quantile(0.5, &hist(&[(0, 4)], 0)), Some(0.0000005), "the first bucket starts at 0");
+        assert_eq!(
+            histogram_quantile(0.5, &hist(&[(0, 4)], 0)),
+            Some(0.0000005),
+            "the first bucket starts at 0"
+        );
         // Everything above the last finite bound: that bound, as Prometheus gives for +Inf.
         assert_eq!(histogram_quantile(0.99, &hist(&[(28, 3)], 0)), Some(upper_bound(27)));
         assert_eq!(histogram_quantile(1.5, &h), None);

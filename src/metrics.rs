@@ -261,7 +261,12 @@ mod tests {
     #[test]
     fn histogram() {
         let mut h = Family::histogram("x_io_latency_seconds", "Latency.");
-        h.push_histogram([("device", "sda"), ("op", "read")], &[(0.000001, 0), (0.000002, 3), (0.5, 4)], 0.25, 5);
+        h.push_histogram(
+            [("device", "sda"), ("op", "read")],
+            &[(0.000001, 0), (0.000002, 3), (0.5, 4)],
+            0.25,
+            5,
+        );
         let text = encode(Format::Text, [&h]);
         assert_eq!(
             text,
@@ -274,7 +279,9 @@ mod tests {
              x_io_latency_seconds_count{device=\"sda\",op=\"read\"} 5\n"
         );
         let om = encode(Format::OpenMetrics, [&h]);
-        assert!(om.starts_with("# HELP x_io_latency_seconds Latency.\n# TYPE x_io_latency_seconds histogram\n"));
+        assert!(
+            om.starts_with("# HELP x_io_latency_seconds Latency.\n# TYPE x_io_latency_seconds histogram\n")
+        );
         assert!(om.ends_with("x_io_latency_seconds_count{device=\"sda\",op=\"read\"} 5\n# EOF\n"));
     }
 

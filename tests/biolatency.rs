@@ -51,11 +51,8 @@ impl LoopDevice {
         let dir = tempfile::tempdir().unwrap();
         let backing = dir.path().join("backing.img");
         std::fs::File::create(&backing).unwrap().set_len(size).unwrap();
-        let out = Command::new("losetup")
-            .args(["-f", "--show", "--direct-io=on"])
-            .arg(&backing)
-            .output()
-            .unwrap();
+        let out =
+            Command::new("losetup").args(["-f", "--show", "--direct-io=on"]).arg(&backing).output().unwrap();
         assert!(out.status.success(), "losetup -f failed: {}", String::from_utf8_lossy(&out.stderr));
         LoopDevice { node: String::from_utf8(out.stdout).unwrap().trim().to_owned(), _dir: dir }
     }
@@ -238,7 +235,12 @@ fn loop_device_histograms_match_diskstats() {
 
 /// Log lines of the biolatency collector so far.
 fn biolatency_lines(agent: &mut Agent) -> Vec<String> {
-    agent.drain_log().iter().filter(|l| l.contains("biolatency") && !l.contains("starting")).cloned().collect()
+    agent
+        .drain_log()
+        .iter()
+        .filter(|l| l.contains("biolatency") && !l.contains("starting"))
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -247,7 +249,14 @@ fn without_privileges_it_says_so_once_and_the_rest_runs() {
         return;
     }
     let mut agent = Agent::start_wrapped(
-        &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"],
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ],
         &[
             "--collector.biolatency.interval=200ms",
             "--collector.diskstats.interval=200ms",
@@ -261,7 +270,8 @@ fn without_privileges_it_says_so_once_and_the_rest_runs() {
     std::thread::sleep(Duration::from_millis(1500));
     let body = runs_after(&agent, &["diskstats"], t);
     assert_eq!(sample(&body, "storwatch_collector_success{collector=\"biolatency\"}"), Some(0.0));
-    let errors = value(&body, "storwatch_collector_errors_total{collector=\"biolatency\",kind=\"permission\"}");
+    let errors =
+        value(&body, "storwatch_collector_errors_total{collector=\"biolatency\",kind=\"permission\"}");
     assert!(errors >= 3.0, "every run fails with kind permission: {errors}");
     assert_eq!(sample(&body, "storwatch_collector_success{collector=\"diskstats\"}"), Some(1.0));
     assert!(body.contains("storwatch_disk_await_seconds{"), "the diskstats means go on:\n{body}");
@@ -292,7 +302,11 @@ fn without_btf_it_says_so_once_and_the_rest_runs() {
     let t = unix_now();
     std::thread::sleep(Duration::from_millis(1000));
     let body = runs_after(&agent, &["diskstats", "biolatency"], t);
-    assert_eq!(sample(&body, "storwatch_collector_success{collector=\"biolatency\"}"), Some(1.0), "not present is not a failure");
+    assert_eq!(
+        sample(&body, "storwatch_collector_success{collector=\"biolatency\"}"),
+        Some(1.0),
+        "not present is not a failure"
+    );
     assert!(!body.contains(HIST), "no histograms without BTF");
     assert_eq!(sample(&body, "storwatch_collector_success{collector=\"diskstats\"}"), Some(1.0));
     assert!(body.contains("storwatch_disk_await_seconds{"), "the diskstats means go on:\n{body}");
@@ -353,13 +367,14 @@ echo "=== log"; cat /tmp/agent.log
     eprintln!("guest kernel {}", s["kernel"].trim());
     let (before, after) = (s["before"], s["after"]);
     assert_eq!(sample(after, "storwatch_collector_success{collector=\"biolatency\"}"), Some(1.0), "{out}");
-    let count = |body: &str| {
-        sample(body, &format!("{HIST}_count{{device=\"nvme1n1\",op=\"read\"}}")).unwrap_or(0.0)
-    };
+    let count =
+        |body: &str| sample(body, &format!("{HIST}_count{{device=\"nvme1n1\",op=\"read\"}}")).unwrap_or(0.0);
     let reads = count(after) - count(before);
     assert!(reads >= 200.0, "the 200 direct reads are counted: {reads}\n{out}");
     // 5 ms lies in the bucket (4.096 ms, 8.192 ms].
-    let around = |body: &str| bucket(body, "nvme1n1", "read", "0.008192") - bucket(body, "nvme1n1", "read", "0.004096");
+    let around = |body: &str| {
+        bucket(body, "nvme1n1", "read", "0.008192") - bucket(body, "nvme1n1", "read", "0.004096")
+    };
     let in_bucket = around(after) - around(before);
     eprintln!("guest: {in_bucket} of {reads} reads of nvme1n1 took 4.096..8.192 ms");
     assert!(in_bucket >= 0.95 * reads, "{in_bucket} of {reads} reads around 5 ms:\n{after}");

@@ -190,9 +190,7 @@ fn load_error(what: &str, err: &(dyn std::error::Error + 'static)) -> CollectErr
 fn memlock(fd: RawFd) -> u64 {
     std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
         .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| l.strip_prefix("memlock:").and_then(|v| v.trim().parse().ok()))
-        })
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("memlock:").and_then(|v| v.trim().parse().ok())))
         .unwrap_or(0)
 }
 
@@ -336,7 +334,10 @@ impl Collector for Biolatency {
         let (stats, _) = diskstats::parse(&bytes);
         let names: BTreeMap<(u32, u32), String> =
             stats.into_iter().map(|s| ((s.major, s.minor), s.name)).collect();
-        Ok(Output { families: families(&hists, &names, &self.filter, untracked, map_bytes), ..Output::default() })
+        Ok(Output {
+            families: families(&hists, &names, &self.filter, untracked, map_bytes),
+            ..Output::default()
+        })
     }
 }
 
@@ -421,7 +422,8 @@ mod tests {
         hists.insert((8, 0, Op::Write), h); // filtered out
         let names = BTreeMap::from([((7, 0), "loop0".to_owned()), ((8, 0), "sda".to_owned())]);
         let filter = DeviceFilter::new(None, Some(regex::Regex::new("^sda$").unwrap()));
-        let text = crate::metrics::encode(crate::metrics::Format::Text, &families(&hists, &names, &filter, 2, 4096));
+        let text =
+            crate::metrics::encode(crate::metrics::Format::Text, &families(&hists, &names, &filter, 2, 4096));
         assert!(text.contains("# TYPE storwatch_disk_io_latency_seconds histogram\n"));
         assert!(text.contains(
             "storwatch_disk_io_latency_seconds_bucket{device=\"loop0\",op=\"read\",le=\"0.004096\"} 0\n"

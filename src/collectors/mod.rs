@@ -89,13 +89,10 @@ pub struct Setup<'a> {
 pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector> {
     let (paths, checks) = (setup.paths.clone(), &setup.config.checks);
     match name {
-        "diskstats" => Box::new(diskstats::Diskstats::new(
-            paths,
-            setup.devices.clone(),
-            interval,
-            checks.storage_latency.clone(),
-        )
-        .with_histograms(setup.biolatency.clone())),
+        "diskstats" => Box::new(
+            diskstats::Diskstats::new(paths, setup.devices.clone(), interval, checks.storage_latency.clone())
+                .with_histograms(setup.biolatency.clone()),
+        ),
         "kmsg" => Box::new(kmsg::Kmsg::new(paths, interval, checks.device_errors.clone())),
         "queue" => {
             Box::new(queue::Queue::new(paths, setup.devices.clone(), interval, checks.io_scheduler.clone()))
