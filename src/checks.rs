@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn latency_against_threshold() {
-        let cfg = LatencyCheck { enabled: true, max: Duration::from_millis(5) };
+        let cfg = LatencyCheck { enabled: true, max: Duration::from_millis(5), p99: true };
         assert!(storage_latency(&cfg, "sda", &rates(0.001, 0.0049)).ok);
         let bad = storage_latency(&cfg, "sda", &rates(0.001, 0.005));
         assert!(!bad.ok);
@@ -554,7 +554,7 @@ mod tests {
 
     #[test]
     fn latency_tail_where_histograms_have_it() {
-        let cfg = LatencyCheck { enabled: true, max: Duration::from_millis(5) };
+        let cfg = LatencyCheck { enabled: true, max: Duration::from_millis(5), p99: true };
         // Means well under 5 ms, but the p99 of reads above it: the tail decides.
         let tail = Tail { read: Some(0.008), write: None };
         let r = storage_latency_with_tail(&cfg, "sda", &rates(0.001, 0.002), &tail);
@@ -719,7 +719,7 @@ mod tests {
 
     #[test]
     fn families_count_failing_per_check() {
-        let cfg = LatencyCheck { enabled: true, max: Duration::from_millis(5) };
+        let cfg = LatencyCheck { enabled: true, max: Duration::from_millis(5), p99: true };
         let results =
             [storage_latency(&cfg, "sda", &rates(0.0, 0.0)), storage_latency(&cfg, "sdb", &rates(0.01, 0.0))];
         let f = families(&["storage_latency", "kernel"], &results);

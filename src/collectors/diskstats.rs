@@ -219,7 +219,7 @@ impl Collector for Diskstats {
         let path = self.paths.proc("diskstats");
         let bytes = std::fs::read(&path).map_err(|e| CollectError::io(&path, &e))?;
         let now = Instant::now();
-        let histograms = self.histograms.as_ref().and_then(|h| h.histograms());
+        let histograms = self.histograms.as_ref().filter(|_| self.latency.p99).and_then(|h| h.histograms());
         let (stats, line_errors) = parse(&bytes);
         let mut errors: Vec<CollectError> = line_errors
             .into_iter()
