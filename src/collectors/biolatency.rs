@@ -8,7 +8,7 @@
 //! (`<sysfs>/kernel/btf/vmlinux`). The kernel side keeps, per `(dev_t, op)`, 29 counters and a sum:
 //! slot `i < 28` counts requests that took at most 2^i µs (1 µs .. 134.2 s), slot 28 the rest.
 //! Each run reads that map and exports it as a cumulative Prometheus histogram, device names from
-//! the `major:minor` of `/proc/diskstats`.
+//! the `major:minor` links of `<sysfs>/dev/block`.
 //!
 //! Loading needs CAP_BPF and CAP_PERFMON (or root) and a kernel with BTF. Without the privileges
 //! every run fails (`storwatch_collector_success{collector="biolatency"} 0`, kind `permission`)
@@ -27,7 +27,6 @@ use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader, Endianness, Pod};
 
 use super::{CollectError, Collector, DeviceFilter, ErrorKind, Output};
-use crate::collectors::diskstats;
 use crate::metrics::Family;
 use crate::paths::Paths;
 
@@ -329,11 +328,14 @@ impl Collector for Biolatency {
             let Some(p) = guard.as_ref() else { return Ok(Output::default()) };
             (p.read()?, p.untracked(), p.map_bytes())
         };
-        let path = self.paths.proc("diskstats");
-        let bytes = std::fs::read(&path).map_err(|e| CollectError::io(&path, &e))?;
-        let (stats, _) = diskstats::parse(&bytes);
-        let names: BTreeMap<(u32, u32), String> =
-            stats.into_iter().map(|s| ((s.major, s.minor), s.name)).collect();
+        // A device gone since its requests completed has no link any more and is left out.
+        let names: BTreeMap<(u32, u32), String> = hists
+            .keys()
+            .filter_map(|&(major, minor, _)| {
+                let link = std::fs::read_link(self.paths.sys(&format!("dev/block/{major}:{minor}"))).ok()?;
+                Some(((major, minor), link.file_name()?.to_string_lossy().into_owned()))
+            })
+            .collect();
         Ok(Output {
             families: families(&hists, &names, &self.filter, untracked, map_bytes),
             ..Output::default()
@@ -341,7 +343,7 @@ impl Collector for Biolatency {
     }
 }
 
-/// The histograms of the devices listed in diskstats that pass the filter, by name and op.
+/// The histograms of the devices with a name that pass the filter, by name and op.
 pub fn by_name<'a>(
     hists: &'a Histograms,
     names: &'a BTreeMap<(u32, u32), String>,
@@ -418,7 +420,7 @@ mod tests {
         h.slots[13] = 10;
         h.sum_ns = 50_000_000;
         hists.insert((7, 0, Op::Read), h);
-        hists.insert((7, 1, Op::Read), h); // not in diskstats: left out
+        hists.insert((7, 1, Op::Read), h); // no name (gone): left out
         hists.insert((8, 0, Op::Write), h); // filtered out
         let names = BTreeMap::from([((7, 0), "loop0".to_owned()), ((8, 0), "sda".to_owned())]);
         let filter = DeviceFilter::new(None, Some(regex::Regex::new("^sda$").unwrap()));
