@@ -185,12 +185,20 @@ fn load_error(what: &str, err: &(dyn std::error::Error + 'static)) -> CollectErr
     }
 }
 
-/// memlock of a BPF map fd, from `/proc/self/fdinfo` (what the kernel charges for it).
+/// The `memlock:` field of a BPF map's fdinfo (kernel/bpf/syscall.c `bpf_map_show_fdinfo`):
+///
+/// ```text
+/// map_type:	1
+/// memlock:	1180416
+/// ```
+pub fn parse_memlock(fdinfo: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(fdinfo).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("memlock:").and_then(|v| v.trim().parse().ok()))
+}
+
+/// memlock of a BPF map fd, from `/proc/self/fdinfo` (what the kernel charges for it); 0 unknown.
 fn memlock(fd: RawFd) -> u64 {
-    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
-        .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("memlock:").and_then(|v| v.trim().parse().ok())))
-        .unwrap_or(0)
+    std::fs::read(format!("/proc/self/fdinfo/{fd}")).ok().and_then(|b| parse_memlock(&b)).unwrap_or(0)
 }
 
 impl Programs {
@@ -411,6 +419,43 @@ mod tests {
         let c = h.cumulative();
         assert_eq!(c.len(), 28);
         assert_eq!((c[0], c[2], c[3], c[27]), ((0.000001, 1), (0.000004, 1), (0.000008, 3), (134.217728, 3)));
+    }
+
+    #[test]
+    fn fdinfo_memlock() {
+        let fdinfo =
+            b"pos:\t0\nflags:\t02000002\nmap_type:\t1\nkey_size:\t8\nmemlock:\t1180416\nmap_id:\t7\n";
+        assert_eq!(parse_memlock(fdinfo), Some(1180416));
+        assert_eq!(parse_memlock(b"memlock: x\n"), None);
+        assert_eq!(parse_memlock(b"\xff\xfe"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn memlock_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = parse_memlock(&bytes);
+        }
+
+        /// Whatever the kernel's map holds: no panic, a quantile within the buckets' range.
+        #[test]
+        fn histogram_values_never_panic(
+            a in proptest::collection::vec(proptest::prelude::any::<u64>(), SLOTS),
+            b in proptest::collection::vec(proptest::prelude::any::<u64>(), SLOTS),
+            sums in (proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>()),
+            dev in proptest::prelude::any::<u32>(),
+            op in proptest::prelude::any::<u32>(),
+        ) {
+            let mut h = [LatencyHistogram::default(), LatencyHistogram::default()];
+            h[0].slots.copy_from_slice(&a);
+            h[1].slots.copy_from_slice(&b);
+            (h[0].sum_ns, h[1].sum_ns) = sums;
+            let _ = (split_dev(dev), Op::from_raw(op), h[0].cumulative());
+            for w in [crate::derive::histogram_delta(Some(&h[0]), &h[1]), Some(h[1])].into_iter().flatten() {
+                if let Some(q) = crate::derive::histogram_quantile(0.99, &w) {
+                    proptest::prop_assert!((0.0..=upper_bound(FINITE - 1)).contains(&q), "{}", q);
+                }
+            }
+        }
     }
 
     #[test]
