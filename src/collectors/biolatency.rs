@@ -188,8 +188,8 @@ fn load_error(what: &str, err: &(dyn std::error::Error + 'static)) -> CollectErr
 /// The `memlock:` field of a BPF map's fdinfo (kernel/bpf/syscall.c `bpf_map_show_fdinfo`):
 ///
 /// ```text
-/// map_type:	1
-/// memlock:	1180416
+/// map_type:  1
+/// memlock:   1180416  (tab-separated)
 /// ```
 pub fn parse_memlock(fdinfo: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(fdinfo).ok()?;
@@ -340,7 +340,7 @@ impl Collector for Biolatency {
         let names: BTreeMap<(u32, u32), String> = hists
             .keys()
             .filter_map(|&(major, minor, _)| {
-                let link = std::fs::read_link(self.paths.sys(&format!("dev/block/{major}:{minor}"))).ok()?;
+                let link = std::fs::read_link(self.paths.sys(format!("dev/block/{major}:{minor}"))).ok()?;
                 Some(((major, minor), link.file_name()?.to_string_lossy().into_owned()))
             })
             .collect();
