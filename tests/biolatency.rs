@@ -394,7 +394,8 @@ echo "=== log"; cat /tmp/agent.log
     assert!(mean >= 0.005, "no read is faster than the drive's 5 ms: mean {mean}");
 
     // The storage latency check over a window in the middle of the reads judges their p99, which
-    // Prometheus' interpolation puts near the top of the (4.096, 8.192] ms bucket, not their mean.
+    // Prometheus' interpolation puts near the top of the (4.096, 8.192] ms bucket (or in the next
+    // one), not their mean.
     let during = s["during"];
     let observed = value(during, "storwatch_check_observed{check=\"storage_latency\",subject=\"nvme1n1\"}");
     let await_ = value(during, "storwatch_disk_await_seconds{device=\"nvme1n1\",op=\"read\"}");
@@ -404,6 +405,7 @@ echo "=== log"; cat /tmp/agent.log
         await_ * 1e3
     );
     assert_eq!(value(during, "storwatch_check_ok{check=\"storage_latency\",subject=\"nvme1n1\"}"), 0.0);
-    assert!(observed > 0.004096 && observed <= 0.008192, "p99 in the 5 ms bucket: {observed}");
+    // In a window of ~170 reads, one or two slow ones (4 of 1000 overall) put the p99 one bucket up.
+    assert!(observed > 0.004096 && observed <= 0.016384, "p99 in or next to the 5 ms bucket: {observed}");
     assert!(observed > await_ * 1.2, "the p99 {observed}, not the mean {await_}");
 }
