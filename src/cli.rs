@@ -310,7 +310,8 @@ mod tests {
                 ("fabric", Duration::from_secs(5)),
                 ("nvme", Duration::from_secs(60)),
                 ("sata", Duration::from_secs(60)),
-                ("docker", Duration::from_secs(30))
+                ("docker", Duration::from_secs(30)),
+                ("biolatency", Duration::from_secs(5))
             ]
         );
         assert!(c.command.is_none());
@@ -329,7 +330,7 @@ mod tests {
         assert_eq!(c.listen, ListenAddr::Addr("127.0.0.1:0".parse().unwrap()));
         assert_eq!(
             c.enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>(),
-            ["kmsg", "queue", "host", "fabric", "nvme", "sata", "docker"]
+            ["kmsg", "queue", "host", "fabric", "nvme", "sata", "docker", "biolatency"]
         );
         let f = c.diskstats_filter();
         assert!(f.matches("loop3") && !f.matches("sda"));
@@ -343,7 +344,7 @@ mod tests {
             matches!(c.command, Some(Subcommand::Check { window, output: ReportFormat::Json }) if window == Duration::from_secs(1))
         );
         assert_eq!(c.procfs, PathBuf::from("/x"));
-        assert_eq!(c.enabled_collectors().len(), 7);
+        assert_eq!(c.enabled_collectors().len(), 8);
     }
 
     #[test]

@@ -63,11 +63,14 @@ pub struct LatencyCheck {
     /// Mean read and write latency per device over the window must stay below this.
     #[serde(deserialize_with = "positive_duration")]
     pub max: Duration,
+    /// Judge the window's p99 from the eBPF latency histograms (biolatency collector) for an
+    /// operation they saw requests of; false: always the diskstats mean.
+    pub p99: bool,
 }
 
 impl Default for LatencyCheck {
     fn default() -> Self {
-        LatencyCheck { enabled: true, max: Duration::from_millis(5) }
+        LatencyCheck { enabled: true, max: Duration::from_millis(5), p99: true }
     }
 }
 
@@ -646,7 +649,10 @@ mod tests {
              [filesystems]\npaths = [\"/data\"]\n",
         )
         .unwrap();
-        assert_eq!(c.checks.storage_latency, LatencyCheck { enabled: false, max: Duration::from_millis(20) });
+        assert_eq!(
+            c.checks.storage_latency,
+            LatencyCheck { enabled: false, max: Duration::from_millis(20), p99: true }
+        );
         assert_eq!((c.checks.resources.min_cpus, c.checks.resources.min_memory), (2, 512 << 20));
         assert_eq!(c.checks.kernel.min_version, (6, 1, 2));
         assert_eq!(c.filesystems.paths, [PathBuf::from("/data")]);

@@ -3,6 +3,7 @@
 //!
 //! A counter that goes backwards without being a wrap yields no value rather than a huge one.
 
+use crate::collectors::biolatency::{FINITE, LatencyHistogram, SLOTS, upper_bound};
 use crate::collectors::diskstats::{DiskStat, OpStat};
 
 /// Delta of a 64-bit kernel counter (`%lu`); `None` when it went backwards (device reset).
@@ -144,10 +145,84 @@ pub fn disk_rates(prev: &DiskStat, cur: &DiskStat, seconds: f64) -> Option<DiskR
     })
 }
 
+/// The requests of one latency histogram (eBPF, `crate::collectors::biolatency`) that completed
+/// between two snapshots. `prev` is `None` when the histogram did not exist at the first snapshot
+/// (the kernel side creates it on the first request), so all of `cur` is in the window. `None`
+/// when a slot went backwards: the programs were loaded again, and the window is unknown.
+pub fn histogram_delta(prev: Option<&LatencyHistogram>, cur: &LatencyHistogram) -> Option<LatencyHistogram> {
+    let Some(prev) = prev else { return Some(*cur) };
+    let mut out = LatencyHistogram { sum_ns: delta_u64(prev.sum_ns, cur.sum_ns)?, ..Default::default() };
+    for i in 0..SLOTS {
+        out.slots[i] = delta_u64(prev.slots[i], cur.slots[i])?;
+    }
+    Some(out)
+}
+
+/// The `q` quantile (0..1) of a latency histogram in seconds, estimated as Prometheus'
+/// `histogram_quantile` does, so the check and a dashboard agree: find the bucket holding the rank
+/// `q * count`, interpolate linearly inside it (the first bucket starts at 0), and give the highest
+/// finite bound when the rank falls above it. `None` for an empty histogram.
+pub fn histogram_quantile(q: f64, h: &LatencyHistogram) -> Option<f64> {
+    let count = h.count();
+    if count == 0 || !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    let rank = q * count as f64;
+    let mut below = 0u64;
+    for i in 0..FINITE {
+        let cumulative = below.saturating_add(h.slots[i]);
+        if cumulative as f64 >= rank && h.slots[i] > 0 {
+            let start = if i == 0 { 0.0 } else { upper_bound(i - 1) };
+            let end = upper_bound(i);
+            return Some(start + (end - start) * ((rank - below as f64) / h.slots[i] as f64));
+        }
+        below = cumulative;
+    }
+    Some(upper_bound(FINITE - 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::collectors::diskstats::parse_line;
+
+    fn hist(slots: &[(usize, u64)], sum_ns: u64) -> LatencyHistogram {
+        let mut h = LatencyHistogram { sum_ns, ..Default::default() };
+        for &(i, n) in slots {
+            h.slots[i] = n;
+        }
+        h
+    }
+
+    #[test]
+    fn histogram_window() {
+        let a = hist(&[(3, 10), (12, 5)], 1000);
+        let b = hist(&[(3, 15), (12, 5), (13, 2)], 5000);
+        assert_eq!(histogram_delta(Some(&a), &b), Some(hist(&[(3, 5), (13, 2)], 4000)));
+        assert_eq!(histogram_delta(None, &b), Some(b), "a histogram born in the window");
+        assert_eq!(histogram_delta(Some(&b), &a), None, "programs reloaded: no window");
+    }
+
+    #[test]
+    fn quantiles_as_prometheus() {
+        assert_eq!(histogram_quantile(0.99, &LatencyHistogram::default()), None);
+        // 100 requests in (4.096, 8.192] ms: the p99 interpolates to 4.096 + 0.99 * 4.096 ms.
+        let h = hist(&[(13, 100)], 0);
+        let p99 = histogram_quantile(0.99, &h).unwrap();
+        assert!((p99 - (0.004096 + 0.99 * 0.004096)).abs() < 1e-12, "{p99}");
+        // 98 fast ones and 2 slow ones: rank 99 is the first of the slow bucket's two.
+        let h = hist(&[(2, 98), (20, 2)], 0);
+        let p99 = histogram_quantile(0.99, &h).unwrap();
+        assert!((p99 - (upper_bound(19) + 0.5 * (upper_bound(20) - upper_bound(19)))).abs() < 1e-12);
+        assert_eq!(
+            histogram_quantile(0.5, &hist(&[(0, 4)], 0)),
+            Some(0.0000005),
+            "the first bucket starts at 0"
+        );
+        // Everything above the last finite bound: that bound, as Prometheus gives for +Inf.
+        assert_eq!(histogram_quantile(0.99, &hist(&[(28, 3)], 0)), Some(upper_bound(27)));
+        assert_eq!(histogram_quantile(1.5, &h), None);
+    }
 
     fn stat(line: &str) -> DiskStat {
         parse_line(line).unwrap()

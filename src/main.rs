@@ -35,7 +35,9 @@ fn main() -> ExitCode {
 
     let (paths, devices) = (cli.paths(), cli.diskstats_filter());
     let docker = cli.docker_options();
-    let setup = Setup { paths: &paths, config: &config, devices: &devices, docker: &docker };
+    let biolatency = collectors::biolatency::Shared::default();
+    let setup =
+        Setup { paths: &paths, config: &config, devices: &devices, docker: &docker, biolatency: &biolatency };
     let collectors: Vec<Box<dyn Collector>> = cli
         .enabled_collectors()
         .into_iter()

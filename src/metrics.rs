@@ -19,6 +19,9 @@ pub enum Kind {
     Gauge,
     /// String facts as labels with the value 1; its name ends in `_info`.
     Info,
+    /// Cumulative `_bucket{le}` counts with `_sum` and `_count`, pushed by
+    /// [`Family::push_histogram`].
+    Histogram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,8 @@ impl Format {
 /// One sample: label pairs (in output order) and a value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// Appended to the family name: `_bucket`, `_sum` or `_count` in a histogram, else empty.
+    pub suffix: &'static str,
     pub labels: Vec<(&'static str, String)>,
     pub value: f64,
 }
@@ -82,7 +87,38 @@ impl Family {
     /// Adds a sample; `labels` are given in output order.
     pub fn push<const N: usize>(&mut self, labels: [(&'static str, &str); N], value: f64) {
         let labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        self.samples.push(Sample { labels, value });
+        self.samples.push(Sample { suffix: "", labels, value });
+    }
+
+    /// A histogram family with no samples yet.
+    pub fn histogram(name: &'static str, help: &'static str) -> Family {
+        Family::new(name, Kind::Histogram, help)
+    }
+
+    /// Adds one histogram: `buckets` are (upper bound, cumulative count) in increasing order,
+    /// without `+Inf`, which is `count`. Labels are given in output order; `le` comes last.
+    pub fn push_histogram<const N: usize>(
+        &mut self,
+        labels: [(&'static str, &str); N],
+        buckets: &[(f64, u64)],
+        sum: f64,
+        count: u64,
+    ) {
+        debug_assert!(self.kind == Kind::Histogram, "{}", self.name);
+        let base: Vec<(&'static str, String)> = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let bucket = |le: String, value: u64| {
+            let mut labels = base.clone();
+            labels.push(("le", le));
+            Sample { suffix: "_bucket", labels, value: value as f64 }
+        };
+        for &(le, cumulative) in buckets {
+            let mut text = String::new();
+            push_value(&mut text, le);
+            self.samples.push(bucket(text, cumulative));
+        }
+        self.samples.push(bucket("+Inf".to_owned(), count));
+        self.samples.push(Sample { suffix: "_sum", labels: base.clone(), value: sum });
+        self.samples.push(Sample { suffix: "_count", labels: base, value: count as f64 });
     }
 
     /// The same family with a single unlabelled sample.
@@ -116,6 +152,7 @@ fn encode_family(out: &mut String, format: Format, family: &Family) {
     // OpenMetrics names the family without the `_total` / `_info` suffix its samples carry.
     let (family_name, type_name) = match (format, family.kind) {
         (Format::Text, Kind::Counter) => (family.name, "counter"),
+        (_, Kind::Histogram) => (family.name, "histogram"),
         (Format::Text, _) => (family.name, "gauge"),
         (Format::OpenMetrics, Kind::Counter) => (strip(family.name, "_total"), "counter"),
         (Format::OpenMetrics, Kind::Gauge) => (family.name, "gauge"),
@@ -132,6 +169,7 @@ fn encode_family(out: &mut String, format: Format, family: &Family) {
     out.push('\n');
     for sample in &family.samples {
         out.push_str(family.name);
+        out.push_str(sample.suffix);
         if !sample.labels.is_empty() {
             out.push('{');
             for (i, (key, value)) in sample.labels.iter().enumerate() {
@@ -218,6 +256,33 @@ mod tests {
         assert!(out.contains("# TYPE x_reads counter\nx_reads_total{device=\"sda\"} 12\n"));
         assert!(out.contains("# TYPE x_disk info\nx_disk_info{"));
         assert!(out.ends_with("x_latency_seconds 0.0025\n# EOF\n"));
+    }
+
+    #[test]
+    fn histogram() {
+        let mut h = Family::histogram("x_io_latency_seconds", "Latency.");
+        h.push_histogram(
+            [("device", "sda"), ("op", "read")],
+            &[(0.000001, 0), (0.000002, 3), (0.5, 4)],
+            0.25,
+            5,
+        );
+        let text = encode(Format::Text, [&h]);
+        assert_eq!(
+            text,
+            "# HELP x_io_latency_seconds Latency.\n# TYPE x_io_latency_seconds histogram\n\
+             x_io_latency_seconds_bucket{device=\"sda\",op=\"read\",le=\"0.000001\"} 0\n\
+             x_io_latency_seconds_bucket{device=\"sda\",op=\"read\",le=\"0.000002\"} 3\n\
+             x_io_latency_seconds_bucket{device=\"sda\",op=\"read\",le=\"0.5\"} 4\n\
+             x_io_latency_seconds_bucket{device=\"sda\",op=\"read\",le=\"+Inf\"} 5\n\
+             x_io_latency_seconds_sum{device=\"sda\",op=\"read\"} 0.25\n\
+             x_io_latency_seconds_count{device=\"sda\",op=\"read\"} 5\n"
+        );
+        let om = encode(Format::OpenMetrics, [&h]);
+        assert!(
+            om.starts_with("# HELP x_io_latency_seconds Latency.\n# TYPE x_io_latency_seconds histogram\n")
+        );
+        assert!(om.ends_with("x_io_latency_seconds_count{device=\"sda\",op=\"read\"} 5\n# EOF\n"));
     }
 
     #[test]

@@ -237,7 +237,9 @@ fn disabled_check_exports_nothing() {
 
 #[test]
 fn disabled_collector_is_absent() {
-    let agent = Agent::start(&["--no-collector.diskstats", "--no-collector.queue"]);
+    // biolatency off too: its histograms are `storwatch_disk_io_latency_*`.
+    let agent =
+        Agent::start(&["--no-collector.diskstats", "--no-collector.queue", "--no-collector.biolatency"]);
     agent.wait_ready();
     let body = agent.metrics();
     assert!(body.contains("storwatch_build_info{"));

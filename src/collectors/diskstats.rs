@@ -15,10 +15,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::biolatency::{self, Histograms, Op};
 use super::{CollectError, Collector, DeviceFilter, Output, read_attr};
-use crate::checks;
+use crate::checks::{self, Tail};
 use crate::config::LatencyCheck;
-use crate::derive::{DiskRates, OpRates, disk_rates};
+use crate::derive::{DiskRates, OpRates, disk_rates, histogram_delta, histogram_quantile};
 use crate::metrics::Family;
 use crate::paths::Paths;
 
@@ -176,12 +177,33 @@ pub struct Diskstats {
     interval: Duration,
     latency: LatencyCheck,
     last: Option<(Instant, BTreeMap<String, Device>)>,
+    /// The eBPF latency histograms, when the biolatency collector loaded them, and their snapshot
+    /// at the last run: the latency check judges the p99 of the same window as the means.
+    histograms: Option<biolatency::Shared>,
+    last_histograms: Option<Histograms>,
 }
 
 impl Diskstats {
     pub fn new(paths: Paths, filter: DeviceFilter, interval: Duration, latency: LatencyCheck) -> Self {
-        Diskstats { paths, filter, interval, latency, last: None }
+        Diskstats { paths, filter, interval, latency, last: None, histograms: None, last_histograms: None }
     }
+
+    /// Lets the latency check use the eBPF histograms while they are loaded.
+    pub fn with_histograms(mut self, shared: biolatency::Shared) -> Self {
+        self.histograms = Some(shared);
+        self
+    }
+}
+
+/// The p99 of reads and writes of a device over the window between two histogram snapshots.
+fn tail(prev: Option<&Histograms>, cur: Option<&Histograms>, stat: &DiskStat) -> Tail {
+    let (Some(prev), Some(cur)) = (prev, cur) else { return Tail::default() };
+    let p99 = |op: Op| {
+        let now = cur.get(&(stat.major, stat.minor, op))?;
+        let window = histogram_delta(prev.get(&(stat.major, stat.minor, op)), now)?;
+        histogram_quantile(0.99, &window)
+    };
+    Tail { read: p99(Op::Read), write: p99(Op::Write) }
 }
 
 impl Collector for Diskstats {
@@ -197,6 +219,7 @@ impl Collector for Diskstats {
         let path = self.paths.proc("diskstats");
         let bytes = std::fs::read(&path).map_err(|e| CollectError::io(&path, &e))?;
         let now = Instant::now();
+        let histograms = self.histograms.as_ref().filter(|_| self.latency.p99).and_then(|h| h.histograms());
         let (stats, line_errors) = parse(&bytes);
         let mut errors: Vec<CollectError> = line_errors
             .into_iter()
@@ -223,10 +246,18 @@ impl Collector for Diskstats {
         }
 
         let checks = if self.latency.enabled {
-            rates.iter().map(|(dev, r)| checks::storage_latency(&self.latency, dev, r)).collect()
+            let prev_histograms = self.last_histograms.as_ref();
+            rates
+                .iter()
+                .map(|(dev, r)| {
+                    let tail = tail(prev_histograms, histograms.as_ref(), &devices[dev].stat);
+                    checks::storage_latency_with_tail(&self.latency, dev, r, &tail)
+                })
+                .collect()
         } else {
             Vec::new()
         };
+        self.last_histograms = histograms;
         let mut families = families(&devices, &rates);
         if !rates.is_empty() {
             families.push(

@@ -1,6 +1,7 @@
 //! The collector registry. A collector is a source with a name, an interval and one function that
 //! samples it; the scheduler in `main` runs each on its own thread and publishes its output.
 
+pub mod biolatency;
 pub mod diskstats;
 pub mod docker;
 pub mod fabric;
@@ -71,6 +72,11 @@ pub const REGISTRY: &[Spec] = &[
         interval: "30s",
         help: "Docker engine (version, storage driver), volumes, their filesystems and free space, container mounts",
     },
+    Spec {
+        name: "biolatency",
+        interval: "5s",
+        help: "block I/O latency histograms per device and operation from eBPF (CAP_BPF + CAP_PERFMON or root, kernel BTF)",
+    },
 ];
 
 /// What every collector is built from.
@@ -81,18 +87,18 @@ pub struct Setup<'a> {
     pub devices: &'a DeviceFilter,
     /// `--collector.docker.socket` and `--collector.docker.volume-sizes`.
     pub docker: &'a docker::Options,
+    /// The eBPF latency programs, loaded by the biolatency collector and read by diskstats' check.
+    pub biolatency: &'a biolatency::Shared,
 }
 
 /// Builds the collector named in [`REGISTRY`].
 pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector> {
     let (paths, checks) = (setup.paths.clone(), &setup.config.checks);
     match name {
-        "diskstats" => Box::new(diskstats::Diskstats::new(
-            paths,
-            setup.devices.clone(),
-            interval,
-            checks.storage_latency.clone(),
-        )),
+        "diskstats" => Box::new(
+            diskstats::Diskstats::new(paths, setup.devices.clone(), interval, checks.storage_latency.clone())
+                .with_histograms(setup.biolatency.clone()),
+        ),
         "kmsg" => Box::new(kmsg::Kmsg::new(paths, interval, checks.device_errors.clone())),
         "queue" => {
             Box::new(queue::Queue::new(paths, setup.devices.clone(), interval, checks.io_scheduler.clone()))
@@ -123,6 +129,12 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
             setup.docker,
             checks.clone(),
             setup.config.filesystems.paths.clone(),
+        )),
+        "biolatency" => Box::new(biolatency::Biolatency::new(
+            paths,
+            setup.devices.clone(),
+            interval,
+            setup.biolatency.clone(),
         )),
         other => unreachable!("collector {other} is not in the registry"),
     }
