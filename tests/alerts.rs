@@ -207,15 +207,17 @@ fn sata_rise_alerts_watch_the_checks_attributes() {
     let ids = |alert: &str| -> BTreeSet<String> {
         let rule = alert_rules().into_iter().find(|r| s(&r["alert"]) == alert).expect(alert);
         let expr = s(&rule["expr"]).to_owned();
-        let mut out = BTreeSet::new();
+        // Each selector's id matcher: the current value and its 15 m minimum must name the same.
+        let mut sets: Vec<BTreeSet<String>> = Vec::new();
         for m in ["id=~\"", "id=\""] {
             for (i, _) in expr.match_indices(m) {
                 let rest = &expr[i + m.len()..];
-                out.extend(rest[..rest.find('"').unwrap()].split('|').map(str::to_owned));
+                sets.push(rest[..rest.find('"').unwrap()].split('|').map(str::to_owned).collect());
             }
         }
-        assert!(!out.is_empty(), "{alert}: no id matcher");
-        out
+        assert!(!sets.is_empty(), "{alert}: no id matcher");
+        assert!(sets.iter().all(|s| *s == sets[0]), "{alert}: selectors name different ids: {sets:?}");
+        sets.swap_remove(0)
     };
     let defects = ids("StorwatchSataDefectsRising");
     let crc = ids("StorwatchSataCrcErrorsRising");
