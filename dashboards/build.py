@@ -111,8 +111,8 @@ panel("stat", "Recent kernel storage errors", "Device and class pairs with a sto
 panel("bargauge", "Failing subjects per check", "storwatch_checks_failing by check: 0 is compliant.",
       [(f"storwatch_checks_failing{{{SEL}}}", "{{check}}")], "none", w=12, h=8,
       thresholds=[(None, "green"), (1, "red")])
-panel("table", "Device health", "The device checks (latency, kernel log errors, NVMe health, thermal) per subject.",
-      [(f'storwatch_check_ok{{{SEL}, check=~"storage_latency|device_errors|nvme_health|thermal"}}', "")],
+panel("table", "Device health", "The device checks (latency, kernel log errors, NVMe and SATA health, thermal) per subject.",
+      [(f'storwatch_check_ok{{{SEL}, check=~"storage_latency|device_errors|nvme_health|sata_health|thermal"}}', "")],
       "none", w=12, h=8, mappings=OK_MAPPING)
 
 # --- Latency ---------------------------------------------------------------------------------
@@ -155,8 +155,8 @@ panel("timeseries", "Kernel log records lost", "Records overwritten before the a
       [(f'rate(storwatch_kernel_log_records_lost_total{{{SEL}}}[$__rate_interval])', "lost"),
        (f'rate(storwatch_kernel_log_records_total{{{SEL}}}[$__rate_interval])', "read")], "short", w=24, h=6)
 
-# --- NVMe and SATA health --------------------------------------------------------------------
-row("NVMe and SATA health")
+# --- NVMe health -----------------------------------------------------------------------------
+row("NVMe health")
 panel("table", "NVMe critical warning bits", "Each bit of the SMART critical warning byte per controller (1: set).",
       [(f'storwatch_nvme_critical_warning_bit{{{SEL}}}', "")], "none", w=8)
 panel("timeseries", "NVMe available spare", "Available spare and the drive's own threshold.",
@@ -172,6 +172,35 @@ panel("timeseries", "NVMe media errors and new error log entries", "Increase of 
 panel("stat", "NVMe SMART readable", "1 when the agent read the controller's SMART log this interval (needs CAP_SYS_ADMIN).",
       [(f'storwatch_nvme_smart_available{{{SEL}}}', "{{controller}}")], "none", w=12,
       thresholds=[(None, "red"), (1, "green")])
+
+# --- SATA health -----------------------------------------------------------------------------
+# The failure-relevant attributes: the ones the sata_health check watches for rises (and the
+# StorwatchSataDefectsRising / CrcErrorsRising alerts).
+SATA_WATCHED = "5|10|175|176|181|182|183|184|187|188|196|197|198|199"
+row("SATA health")
+panel("stat", "SATA SMART status", "SMART RETURN STATUS per disk: passed, or FAILED (a threshold exceeded).",
+      [(f'storwatch_sata_smart_passed{{{DEV}}}', "{{device}}")], "none", w=8, h=6,
+      thresholds=[(None, "red"), (1, "green")],
+      mappings=[{"type": "value", "options": {"0": {"text": "FAILED", "color": "red"},
+                                              "1": {"text": "passed", "color": "green"}}}])
+panel("table", "SATA SMART state", "Whether the agent read SMART this pass: available, standby (not woken), unsupported (no ATA device), denied (CAP_SYS_RAWIO missing), error.",
+      [(f'storwatch_sata_smart_state{{{DEV}}} == 1', "")], "none", w=8, h=6)
+panel("table", "SATA attributes at or below threshold", "Attributes per disk failing now (value <= threshold) and failed in the past (worst <= threshold).",
+      [(f'sum by (device, when) (storwatch_sata_attribute_failing{{{DEV}}})', "")], "none", w=8, h=6)
+panel("timeseries", "SATA failure-relevant attributes", "Decoded raw counts of the attributes whose rises mean failure: reallocated (5, 196), pending (197), offline-uncorrectable (198), reported-uncorrect (187), command timeouts (188), UDMA CRC (199), SSD program/erase failures...",
+      [(f'storwatch_sata_attribute_decoded{{{DEV}, id=~"{SATA_WATCHED}"}}', "{{device}} {{id}} {{name}}")],
+      "short", w=12)
+panel("timeseries", "SATA temperatures", "Drive temperature per disk: SMART attribute 194 (else 190) and the drivetemp hwmon sensor.",
+      [(f'storwatch_sata_temperature_celsius{{{DEV}}}', "{{device}} {{source}}")], "celsius", w=12)
+panel("timeseries", "SATA I/O errors and timeouts", "Per second: SCSI commands completed with an error (ioerr_cnt, other SG_IO users' CHECK CONDITIONs included), the agent's own CHECK CONDITIONs among them, and commands timed out (iotmo_cnt).",
+      [(f'rate(storwatch_sata_io_errors_total{{{DEV}}}[$__rate_interval])', "{{device}} errors"),
+       (f'rate(storwatch_sata_agent_error_results_total{{{DEV}}}[$__rate_interval])', "{{device}} agent's own"),
+       (f'rate(storwatch_sata_io_timeouts_total{{{DEV}}}[$__rate_interval])', "{{device}} timeouts")],
+      "short", w=12)
+panel("timeseries", "SATA link speed and speed-downs", "Negotiated link speed in bytes/s (6.0 Gbps is 750 MB/s) and the times libata lowered it.",
+      [(f'storwatch_sata_link_speed_bytes_per_second{{{DEV}}}', "{{device}} speed"),
+       (f'increase(storwatch_sata_link_speed_downs_total{{{DEV}}}[$__rate_interval])', "{{device}} speed-downs")],
+      "Bps", w=12)
 
 # --- Temperatures ----------------------------------------------------------------------------
 row("Temperatures")
@@ -271,7 +300,7 @@ def variable_query(name, label, query, multi):
 dashboard = {
     "title": "storwatch",
     "uid": "storwatch-overview",
-    "description": "Storage health of hosts running storwatch: checks, latency, IOPS, errors, NVMe, temperatures, settings, fabric and Docker volumes.",
+    "description": "Storage health of hosts running storwatch: checks, latency, IOPS, errors, NVMe, SATA, temperatures, settings, fabric and Docker volumes.",
     "tags": ["storwatch", "storage"],
     "schemaVersion": 39,
     "version": 1,

@@ -83,7 +83,7 @@ fn promtool_test_rules_pass() {
 fn promtool_tests_reject_broken_rules() {
     let Some(promtool) = common::tool("promtool") else { return };
     let original = std::fs::read_to_string(rules_path()).unwrap();
-    let mutations: [(&str, &str, &str); 3] = [
+    let mutations: [(&str, &str, &str); 5] = [
         // The I/O timeout alert demoted to a warning.
         (
             "nvme_timeout\"} < 900\n        labels:\n          severity: critical",
@@ -97,6 +97,14 @@ fn promtool_tests_reject_broken_rules() {
             "storwatch_check_ok{check!~\"thermal",
             "storwatch_check_ok{check=~\"writeback|thermal",
             "StorwatchCheckFailing",
+        ),
+        // The generic check alert alerting sata_health a second time beside the SATA alerts.
+        ("mounts|sata_health\"} == 0", "mounts\"} == 0", "StorwatchCheckFailing"),
+        // Rising pending sectors demoted to a warning.
+        (
+            "[15m])\n            > 0\n        labels:\n          severity: critical",
+            "[15m])\n            > 0\n        labels:\n          severity: warning",
+            "StorwatchSataDefectsRising",
         ),
     ];
     for (from, to, alert) in mutations {
@@ -180,6 +188,43 @@ fn every_rule_has_severity_annotations_and_a_runbook() {
     }
     assert!(problems.is_empty(), "{problems:#?}");
     assert!(names.values().all(|n| *n == 1), "an alert name and severity twice: {names:?}");
+}
+
+/// The attribute ids of StorwatchSataDefectsRising and StorwatchSataCrcErrorsRising are, between
+/// them and without overlap, exactly the failure-relevant attributes the `sata_health` check
+/// watches (`rising_fails` in src/collectors/sata/smart.rs), so excluding `sata_health` from
+/// StorwatchCheckFailing loses no attribute, and an attribute added to the check shows up here.
+#[test]
+fn sata_rise_alerts_watch_the_checks_attributes() {
+    let smart = std::fs::read_to_string(root().join("src/collectors/sata/smart.rs")).unwrap();
+    let watched: BTreeSet<String> = smart
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("k("))
+        .filter(|l| l.trim_end().ends_with(", true),"))
+        .map(|l| l.split(',').next().unwrap().trim().to_owned())
+        .collect();
+    assert!(watched.len() >= 10 && watched.contains("5") && watched.contains("199"), "{watched:?}");
+    let ids = |alert: &str| -> BTreeSet<String> {
+        let rule = alert_rules().into_iter().find(|r| s(&r["alert"]) == alert).expect(alert);
+        let expr = s(&rule["expr"]).to_owned();
+        // Each selector's id matcher: the current value and its 15 m minimum must name the same.
+        let mut sets: Vec<BTreeSet<String>> = Vec::new();
+        for m in ["id=~\"", "id=\""] {
+            for (i, _) in expr.match_indices(m) {
+                let rest = &expr[i + m.len()..];
+                sets.push(rest[..rest.find('"').unwrap()].split('|').map(str::to_owned).collect());
+            }
+        }
+        assert!(!sets.is_empty(), "{alert}: no id matcher");
+        assert!(sets.iter().all(|s| *s == sets[0]), "{alert}: selectors name different ids: {sets:?}");
+        sets.swap_remove(0)
+    };
+    let defects = ids("StorwatchSataDefectsRising");
+    let crc = ids("StorwatchSataCrcErrorsRising");
+    assert_eq!(crc, BTreeSet::from(["199".to_owned()]));
+    assert!(defects.is_disjoint(&crc), "{defects:?} {crc:?}");
+    let both: BTreeSet<String> = defects.union(&crc).cloned().collect();
+    assert_eq!(both, watched, "the rise alerts' ids against smart.rs's rising_fails attributes");
 }
 
 /// Every metric a rule names is one storwatch exports (or Prometheus's `up`).
