@@ -125,6 +125,12 @@ panel("timeseries", "Mean latency from counters", "Read and write time over oper
       [(f'rate(storwatch_disk_read_time_seconds_total{{{DEV}}}[$__rate_interval]) / rate(storwatch_disk_reads_completed_total{{{DEV}}}[$__rate_interval])', "{{device}} read"),
        (f'rate(storwatch_disk_write_time_seconds_total{{{DEV}}}[$__rate_interval]) / rate(storwatch_disk_writes_completed_total{{{DEV}}}[$__rate_interval])', "{{device}} write")],
       "s")
+panel("timeseries", "p99 latency (eBPF)", "99th percentile of block I/O latency per device and operation, from the biolatency histograms (insert to completion), over $__rate_interval.",
+      [(f'histogram_quantile(0.99, sum by (device, op, le) (rate(storwatch_disk_io_latency_seconds_bucket{{{DEV}}}[$__rate_interval])))', "{{device}} {{op}}")],
+      "s")
+panel("heatmap", "Latency distribution (eBPF)", "Block I/O completions per latency bucket, all selected devices and operations, from the biolatency histograms.",
+      [(f'sum by (le) (increase(storwatch_disk_io_latency_seconds_bucket{{{DEV}}}[$__rate_interval]))', "{{le}}")],
+      "s")
 
 # --- IOPS and throughput ---------------------------------------------------------------------
 row("IOPS and throughput")
