@@ -7,8 +7,9 @@
 #   iproute2     ip: network namespaces, veth pairs and `ip -s link`, the storage fabric tests
 #   iptables     `statistic` random drops in a namespace: packet loss for the fabric tests
 #   busybox-static  the root of the tiny image the Docker tests import (no image can be pulled)
+#   prometheus-node-exporter  the oracle for the hwmon temperatures on the fixture sysfs tree
 set -euo pipefail
-packages=(prometheus sysstat util-linux iproute2 iptables busybox-static)
+packages=(prometheus sysstat util-linux iproute2 iptables busybox-static prometheus-node-exporter)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@ pub mod diskstats;
 pub mod docker;
 pub mod fabric;
 pub mod host;
+pub mod hwmon;
 pub mod kmsg;
 pub mod nvme;
 pub mod queue;
@@ -61,6 +62,11 @@ pub const REGISTRY: &[Spec] = &[
         help: "NVMe controller health: Identify, SMART / Health and Error logs via admin passthrough (CAP_SYS_ADMIN), hwmon temperatures",
     },
     Spec {
+        name: "hwmon",
+        interval: "15s",
+        help: "hwmon temperatures (node_exporter chip names), drive sensors joined to their devices, thermal throttling, thermal zones, cooling devices, CPU throttle counters",
+    },
+    Spec {
         name: "docker",
         interval: "30s",
         help: "Docker engine (version, storage driver), volumes, their filesystems and free space, container mounts",
@@ -104,6 +110,7 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
         "nvme" => {
             Box::new(nvme::Nvme::new(paths, interval, checks.nvme_health.clone(), checks.thermal.clone()))
         }
+        "hwmon" => Box::new(hwmon::Hwmon::new(paths, interval, checks.thermal.clone())),
         "docker" => Box::new(docker::Docker::new(
             paths,
             interval,
