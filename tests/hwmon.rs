@@ -250,3 +250,87 @@ fn drivetemp_throttle_counters_and_failing_files() {
     assert_eq!(common::samples(&m, "storwatch_cpu_core_throttles_total").len(), 2);
     assert_eq!(common::samples(&m, "storwatch_cpu_package_throttles_total"), vec![("package=\"0\"", 9.0)]);
 }
+
+/// In the QEMU guest: the emulated NVMe's hwmon joined to nvme0 and nvme0n1; lowering its
+/// `temp1_max` (Set Features, temperature threshold) below the current temperature flips the
+/// throttling signal and the per-device thermal check.
+#[test]
+fn nvme_hwmon_joined_and_throttling_in_a_guest() {
+    if !common::guest_available() {
+        assert!(!common::in_ci(), "the QEMU guest harness is required under CI=true");
+        return;
+    }
+    let storwatch = env!("CARGO_BIN_EXE_storwatch");
+    let script = format!(
+        r#"
+set -u
+ip link set lo up
+A=http://127.0.0.1:9747
+scrape() {{ wget -q -O - "$A/metrics"; }}
+last() {{ scrape | grep '^storwatch_collector_last_success_timestamp_seconds{{collector="hwmon"}}' | cut -d' ' -f2; }}
+runs() {{
+    t=$(last); n=0
+    for i in $(seq 300); do
+        sleep 0.1; u=$(last)
+        if [ "$u" != "$t" ]; then t=$u; n=$((n + 1)); [ $n -ge "$1" ] && return 0; fi
+    done
+    echo "timeout waiting for hwmon runs"; return 1
+}}
+hw=$(ls -d /sys/class/nvme/nvme0/hwmon* /sys/class/nvme/nvme0/device/hwmon/hwmon* 2> /dev/null | head -n1)
+echo "=== hwmon-dir"; echo "$hw"
+{storwatch} --web.listen-address=127.0.0.1:9747 --collector.hwmon.interval=1s --no-collector.fabric 2> /tmp/agent.log &
+agent=$!
+for i in $(seq 300); do wget -q -O /dev/null "$A/-/ready" && break; sleep 0.1; done
+runs 1
+echo "=== temp"; cat $hw/temp1_input
+echo "=== before"; scrape | grep -E '^storwatch_(hwmon_device_info|device_|check_ok\{{check="thermal")'
+echo 40000 > $hw/temp1_max
+runs 2
+echo "=== max"; cat $hw/temp1_max
+echo "=== after"; scrape | grep -E '^storwatch_(hwmon_device_info|device_|check_ok\{{check="thermal")'
+kill $agent; wait $agent
+echo "=== agent-log"; cat /tmp/agent.log
+echo "=== end"
+"#
+    );
+    let out = common::guest_run(&script, &[], &[storwatch]);
+    let s = common::sections(&out);
+    assert!(s.contains_key("end"), "guest output incomplete:\n{out}");
+    assert!(!s["hwmon-dir"].trim().is_empty(), "the guest kernel exposes no NVMe hwmon:\n{out}");
+    let temp = s["temp"].trim().parse::<f64>().unwrap() / 1000.0;
+    assert!(temp > 40.0, "the threshold set below must be under the drive's temperature: {temp}");
+    let (before, after) = (s["before"], s["after"]);
+    for dev in ["nvme0", "nvme0n1"] {
+        assert_eq!(
+            sample(before, &format!("storwatch_hwmon_device_info{{chip=\"nvme_nvme0\",device=\"{dev}\"}}")),
+            Some(1.0),
+            "{out}"
+        );
+        let t = sample(before, &format!("storwatch_device_temperature_celsius{{device=\"{dev}\"}}")).unwrap();
+        assert!((t - temp).abs() <= 1.0, "{dev}: agent {t} °C, hwmon {temp} °C");
+        assert_eq!(
+            sample(before, &format!("storwatch_device_thermal_throttling{{device=\"{dev}\"}}")),
+            Some(0.0),
+            "{out}"
+        );
+        assert_eq!(
+            sample(after, &format!("storwatch_device_thermal_throttling{{device=\"{dev}\"}}")),
+            Some(1.0),
+            "{out}"
+        );
+        assert_eq!(
+            sample(after, &format!("storwatch_device_temperature_max_celsius{{device=\"{dev}\"}}")),
+            Some(s["max"].trim().parse::<f64>().unwrap() / 1000.0)
+        );
+    }
+    assert_eq!(
+        sample(before, "storwatch_check_ok{check=\"thermal\",subject=\"nvme0n1\"}"),
+        Some(1.0),
+        "{out}"
+    );
+    assert_eq!(
+        sample(after, "storwatch_check_ok{check=\"thermal\",subject=\"nvme0n1\"}"),
+        Some(0.0),
+        "{out}"
+    );
+}
