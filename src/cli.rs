@@ -285,6 +285,7 @@ mod tests {
                 ("host", Duration::from_secs(60)),
                 ("fabric", Duration::from_secs(5)),
                 ("nvme", Duration::from_secs(60)),
+                ("hwmon", Duration::from_secs(15)),
                 ("docker", Duration::from_secs(30))
             ]
         );
@@ -304,7 +305,7 @@ mod tests {
         assert_eq!(c.listen, ListenAddr::Addr("127.0.0.1:0".parse().unwrap()));
         assert_eq!(
             c.enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>(),
-            ["kmsg", "queue", "host", "fabric", "nvme", "docker"]
+            ["kmsg", "queue", "host", "fabric", "nvme", "hwmon", "docker"]
         );
         let f = c.diskstats_filter();
         assert!(f.matches("loop3") && !f.matches("sda"));
