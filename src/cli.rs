@@ -319,7 +319,7 @@ mod tests {
             matches!(c.command, Some(Subcommand::Check { window, output: ReportFormat::Json }) if window == Duration::from_secs(1))
         );
         assert_eq!(c.procfs, PathBuf::from("/x"));
-        assert_eq!(c.enabled_collectors().len(), 6);
+        assert_eq!(c.enabled_collectors().len(), 7);
     }
 
     #[test]
