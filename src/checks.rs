@@ -172,7 +172,7 @@ pub fn nvme_health(cfg: &NvmeHealthCheck, controller: &str, h: &NvmeHealth) -> V
     ]
 }
 
-/// Thermal, for a drive (block device) with a hwmon sensor: `sda` / `nvme0n1` not throttling
+/// Thermal, for an NVMe namespace with a hwmon sensor: `nvme0n1` not throttling
 /// (`storwatch_device_thermal_throttling`: within the window, no temperature warning bit and the
 /// temperature below the drive's own warning threshold, hwmon `temp1_max`). Value and threshold
 /// in °C where known.

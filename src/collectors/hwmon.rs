@@ -287,9 +287,11 @@ impl Collector for Hwmon {
                     limit.push([("device", dev)], m);
                 }
                 throttling.push([("device", dev)], if held { 1.0 } else { 0.0 });
-                // Controllers are judged by the nvme collector's check; here the block devices.
-                let controller = dev.starts_with("nvme") && !dev[4..].contains('n');
-                if self.check.enabled && !controller {
+                // Judged here: NVMe namespaces. Controllers (`nvme0`) are judged by the nvme
+                // collector's check and SATA/SCSI disks by the sata collector's, from the same
+                // drivetemp files: one (check, subject) pair has one judge.
+                let namespace = dev.strip_prefix("nvme").is_some_and(|r| r.contains('n'));
+                if self.check.enabled && namespace {
                     results.push(checks::device_thermal(&self.check, dev, t, max, held));
                 }
             }
