@@ -276,6 +276,35 @@ pub fn sata_health(cfg: &SataHealthCheck, device: &str, h: &SataHealth) -> Vec<C
     out
 }
 
+/// Thermal, for an NVMe namespace with a hwmon sensor: `nvme0n1` not throttling
+/// (`storwatch_device_thermal_throttling`: within the window, no temperature warning bit and the
+/// temperature below the drive's own warning threshold, hwmon `temp1_max`). Value and threshold
+/// in °C where known.
+pub fn device_thermal(
+    cfg: &ThermalCheck,
+    device: &str,
+    temp: Option<f64>,
+    max: Option<f64>,
+    throttling: bool,
+) -> CheckResult {
+    let t = temp.map_or_else(|| "temperature unknown".to_owned(), |t| format!("{t:.2}°C"));
+    CheckResult {
+        check: "thermal",
+        subject: device.to_owned(),
+        ok: !throttling,
+        observed: if throttling { format!("{t}, throttling") } else { t },
+        expected: match max {
+            Some(m) => format!(
+                "< {m:.2}°C (the drive's threshold), no temperature warning in the last {}",
+                humantime::format_duration(cfg.window)
+            ),
+            None => format!("no temperature warning in the last {}", humantime::format_duration(cfg.window)),
+        },
+        value: temp,
+        threshold: max,
+    }
+}
+
 /// Thermal, for an NVMe controller: `nvme0` composite temperature below the drive's own warning
 /// threshold (WCTEMP; `max_temperature` when the drive reports none) with the temperature
 /// critical-warning bit clear (value and threshold in °C); `nvme0 throttling` no new

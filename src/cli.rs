@@ -22,7 +22,7 @@ manual's thresholds, exported for Prometheus. Runs on its built-in defaults with
     version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("STORWATCH_REVISION"), ")"),
     about = ABOUT,
     after_help = "Collector flags (--collector.<name>, --no-collector.<name>, --collector.<name>.interval) \
-                  exist for: diskstats, kmsg, queue, host, fabric, nvme, sata, docker. The device filter applies to diskstats, queue and sata."
+                  exist for: diskstats, kmsg, queue, host, fabric, nvme, sata, hwmon, docker, biolatency. The device filter applies to diskstats, queue, sata and biolatency."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -310,6 +310,7 @@ mod tests {
                 ("fabric", Duration::from_secs(5)),
                 ("nvme", Duration::from_secs(60)),
                 ("sata", Duration::from_secs(60)),
+                ("hwmon", Duration::from_secs(15)),
                 ("docker", Duration::from_secs(30)),
                 ("biolatency", Duration::from_secs(5))
             ]
@@ -330,7 +331,7 @@ mod tests {
         assert_eq!(c.listen, ListenAddr::Addr("127.0.0.1:0".parse().unwrap()));
         assert_eq!(
             c.enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>(),
-            ["kmsg", "queue", "host", "fabric", "nvme", "sata", "docker", "biolatency"]
+            ["kmsg", "queue", "host", "fabric", "nvme", "sata", "hwmon", "docker", "biolatency"]
         );
         let f = c.diskstats_filter();
         assert!(f.matches("loop3") && !f.matches("sda"));
@@ -344,7 +345,7 @@ mod tests {
             matches!(c.command, Some(Subcommand::Check { window, output: ReportFormat::Json }) if window == Duration::from_secs(1))
         );
         assert_eq!(c.procfs, PathBuf::from("/x"));
-        assert_eq!(c.enabled_collectors().len(), 8);
+        assert_eq!(c.enabled_collectors().len(), 9);
     }
 
     #[test]

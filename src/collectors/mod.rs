@@ -6,6 +6,7 @@ pub mod diskstats;
 pub mod docker;
 pub mod fabric;
 pub mod host;
+pub mod hwmon;
 pub mod kmsg;
 pub mod nvme;
 pub mod queue;
@@ -68,6 +69,11 @@ pub const REGISTRY: &[Spec] = &[
         help: "SATA/SAS disk health: SMART via SG_IO ATA PASS-THROUGH (CAP_SYS_RAWIO; disks in standby are not woken), SCSI error and timeout counters, ATA link speed, drivetemp",
     },
     Spec {
+        name: "hwmon",
+        interval: "15s",
+        help: "hwmon temperatures (node_exporter chip names), drive sensors joined to their devices, thermal throttling, thermal zones, cooling devices, CPU throttle counters",
+    },
+    Spec {
         name: "docker",
         interval: "30s",
         help: "Docker engine (version, storage driver), volumes, their filesystems and free space, container mounts",
@@ -123,6 +129,7 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
             checks.sata_health.clone(),
             checks.thermal.clone(),
         )),
+        "hwmon" => Box::new(hwmon::Hwmon::new(paths, interval, checks.thermal.clone())),
         "docker" => Box::new(docker::Docker::new(
             paths,
             interval,
