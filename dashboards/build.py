@@ -218,6 +218,13 @@ panel("timeseries", "Drive temperatures against their limits", "NVMe sensors, wi
 panel("timeseries", "Thermal throttling", "Thermal-management transitions (TMT1/TMT2: the drive throttling itself) per interval.",
       [(f'increase(storwatch_nvme_thermal_management_transitions_total{{{SEL}}}[$__rate_interval])', "{{controller}} TMT{{level}}")],
       "short", w=12)
+panel("timeseries", "Drive sensors against their own limit (hwmon)", "Each drive's hwmon temperature joined to its device (NVMe and drivetemp), with the drive's own warning threshold (temp1_max).",
+      [(f'storwatch_device_temperature_celsius{{{DEV}}}', "{{device}}"),
+       (f'storwatch_device_temperature_max_celsius{{{DEV}}}', "{{device}} limit")],
+      "celsius", w=12)
+panel("timeseries", "Throttling signal per drive", "storwatch_device_thermal_throttling: 1 while, within the thermal window, the drive's temperature warning bit was set or its temperature reached its own limit.",
+      [(f'storwatch_device_thermal_throttling{{{DEV}}}', "{{device}}")],
+      "none", w=12)
 
 # --- Settings compliance ---------------------------------------------------------------------
 row("Settings compliance")
