@@ -277,8 +277,9 @@ pub fn sata_health(cfg: &SataHealthCheck, device: &str, h: &SataHealth) -> Vec<C
 }
 
 /// Thermal, for an NVMe namespace with a hwmon sensor: `nvme0n1` not throttling
-/// (`storwatch_device_thermal_throttling`: within the window, no temperature warning bit and the
-/// temperature below the drive's own warning threshold, hwmon `temp1_max`). Value and threshold
+/// (`storwatch_device_thermal_throttling`: within the window, no temperature warning bit, the
+/// temperature below the drive's own warning threshold, hwmon `temp1_max`, and no new
+/// thermal-management transition). Value and threshold
 /// in °C where known.
 pub fn device_thermal(
     cfg: &ThermalCheck,

@@ -36,8 +36,15 @@ fn main() -> ExitCode {
     let (paths, devices) = (cli.paths(), cli.diskstats_filter());
     let docker = cli.docker_options();
     let biolatency = collectors::biolatency::Shared::default();
-    let setup =
-        Setup { paths: &paths, config: &config, devices: &devices, docker: &docker, biolatency: &biolatency };
+    let thermal = collectors::ThermalEvents::default();
+    let setup = Setup {
+        paths: &paths,
+        config: &config,
+        devices: &devices,
+        docker: &docker,
+        biolatency: &biolatency,
+        thermal: &thermal,
+    };
     let collectors: Vec<Box<dyn Collector>> = cli
         .enabled_collectors()
         .into_iter()

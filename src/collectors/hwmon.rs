@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{CollectError, Collector, Output, read_attr};
+use super::{CollectError, Collector, Output, ThermalEvents, read_attr};
 use crate::checks;
 use crate::config::ThermalCheck;
 use crate::metrics::Family;
@@ -81,6 +81,13 @@ pub fn chip_label(device: Option<&Path>, name: Option<&str>, dir_name: &str) -> 
     Some(clean_name(dir_name)).filter(|n| !n.is_empty())
 }
 
+/// The NVMe controller a device name belongs to: `nvme0` for `nvme0` and `nvme0n1`.
+pub fn nvme_controller(dev: &str) -> Option<&str> {
+    let digits = dev.strip_prefix("nvme")?;
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    (end > 0 && (end == digits.len() || digits[end..].starts_with('n'))).then(|| &dev[..4 + end])
+}
+
 /// Whether a drive throttles now: its temperature warning bit (hwmon `temp1_alarm`, NVMe SMART
 /// critical warning bit 1) is set, or its temperature reached its own warning threshold (hwmon
 /// `temp1_max`: WCTEMP for NVMe, the SCT limit for drivetemp).
@@ -122,11 +129,19 @@ pub struct Hwmon {
     check: ThermalCheck,
     /// When each device was last seen throttling, to hold the signal for the check's window.
     throttled_at: HashMap<String, Instant>,
+    /// NVMe thermal-management transitions, from the nvme collector.
+    events: ThermalEvents,
 }
 
 impl Hwmon {
     pub fn new(paths: Paths, interval: Duration, check: ThermalCheck) -> Self {
-        Hwmon { paths, interval, check, throttled_at: HashMap::new() }
+        Hwmon { paths, interval, check, throttled_at: HashMap::new(), events: ThermalEvents::default() }
+    }
+
+    /// Takes the NVMe thermal-management transitions the nvme collector sees into the signal.
+    pub fn with_thermal_events(mut self, events: ThermalEvents) -> Self {
+        self.events = events;
+        self
     }
 }
 
@@ -263,7 +278,7 @@ impl Collector for Hwmon {
         );
         let mut throttling = Family::gauge(
             "storwatch_device_thermal_throttling",
-            "1 when, within the thermal check's window, the drive's temperature warning bit was set or its temperature reached its own warning threshold.",
+            "1 when, within the thermal check's window, the drive's temperature warning bit was set, its temperature reached its own warning threshold, or (NVMe) its thermal-management transitions rose.",
         );
         let mut results = Vec::new();
         for chip in &chips {
@@ -278,8 +293,10 @@ impl Collector for Hwmon {
                 if hot {
                     self.throttled_at.insert(dev.clone(), now);
                 }
+                let within = |at: Instant| now.duration_since(at) <= self.check.window;
+                let tmt = nvme_controller(dev).and_then(|c| self.events.last(c));
                 let held =
-                    self.throttled_at.get(dev).is_some_and(|at| now.duration_since(*at) <= self.check.window);
+                    self.throttled_at.get(dev).is_some_and(|at| within(*at)) || tmt.is_some_and(within);
                 if let Some(t) = t {
                     temp.push([("device", dev)], t);
                 }
@@ -493,6 +510,55 @@ mod tests {
         assert!(throttling_now(Some(40.0), Some(84.85), Some(1.0)), "warning bit");
         assert!(!throttling_now(Some(40.0), Some(0.0), None), "a zero threshold is none");
         assert!(!throttling_now(None, None, None));
+    }
+
+    #[test]
+    fn nvme_controllers_of_device_names() {
+        assert_eq!(nvme_controller("nvme0"), Some("nvme0"));
+        assert_eq!(nvme_controller("nvme0n1"), Some("nvme0"));
+        assert_eq!(nvme_controller("nvme12n3"), Some("nvme12"));
+        for other in ["nvme", "nvmex", "nvme0c1n1", "sda", ""] {
+            assert_eq!(nvme_controller(other), None, "{other}");
+        }
+    }
+
+    /// The nvme collector's thermal-management transitions (only in the SMART log) raise the
+    /// signal of the controller and its namespaces, though the temperature is below the limit,
+    /// and hold it for the window.
+    #[test]
+    fn nvme_thermal_management_raises_the_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        // As the kernel lays it out: the controller under its PCI function, its hwmon's `device`
+        // link back to it, and class/nvme linking to the controller.
+        let c = dir.path().join("devices/pci0000:00/0000:00:04.0/nvme/nvme0");
+        std::fs::create_dir_all(c.join("nvme0n1")).unwrap();
+        std::fs::create_dir_all(c.join("hwmon2")).unwrap();
+        std::os::unix::fs::symlink("..", c.join("hwmon2/device")).unwrap();
+        std::fs::create_dir_all(dir.path().join("class/nvme")).unwrap();
+        std::os::unix::fs::symlink(&c, dir.path().join("class/nvme/nvme0")).unwrap();
+        for (f, v) in
+            [("name", "nvme"), ("temp1_input", "40850"), ("temp1_max", "84850"), ("temp1_alarm", "0")]
+        {
+            std::fs::write(c.join("hwmon2").join(f), v).unwrap();
+        }
+        let paths = Paths { sysfs: dir.path().to_owned(), ..Paths::default() };
+        let events = ThermalEvents::default();
+        let check = ThermalCheck { window: Duration::from_millis(300), ..ThermalCheck::default() };
+        let mut h = Hwmon::new(paths, Duration::from_secs(15), check).with_thermal_events(events.clone());
+        let signal = |out: &Output, dev: &str| {
+            let f = out.families.iter().find(|f| f.name == "storwatch_device_thermal_throttling").unwrap();
+            f.samples.iter().find(|s| s.labels.iter().any(|(_, v)| v == dev)).map(|s| s.value)
+        };
+        let out = h.collect().unwrap();
+        assert_eq!((signal(&out, "nvme0"), signal(&out, "nvme0n1")), (Some(0.0), Some(0.0)));
+        assert!(out.checks.iter().all(|r| r.ok));
+        events.record("nvme0", Instant::now());
+        let out = h.collect().unwrap();
+        assert_eq!((signal(&out, "nvme0"), signal(&out, "nvme0n1")), (Some(1.0), Some(1.0)));
+        assert!(out.checks.iter().any(|r| r.subject == "nvme0n1" && !r.ok), "{:?}", out.checks);
+        std::thread::sleep(Duration::from_millis(400));
+        let out = h.collect().unwrap();
+        assert_eq!(signal(&out, "nvme0n1"), Some(0.0), "held for the window only");
     }
 
     proptest! {

@@ -12,10 +12,12 @@ pub mod nvme;
 pub mod queue;
 pub mod sata;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 
@@ -95,6 +97,25 @@ pub struct Setup<'a> {
     pub docker: &'a docker::Options,
     /// The eBPF latency programs, loaded by the biolatency collector and read by diskstats' check.
     pub biolatency: &'a biolatency::Shared,
+    /// NVMe thermal-management transitions, seen by the nvme collector, for hwmon's throttling signal.
+    pub thermal: &'a ThermalEvents,
+}
+
+/// When each NVMe controller's thermal-management transition count last rose (the drive
+/// throttling itself). Only the SMART log has it, which the nvme collector reads (with
+/// CAP_SYS_ADMIN); the hwmon collector folds it into the per-drive throttling signal.
+#[derive(Debug, Clone, Default)]
+pub struct ThermalEvents(Arc<Mutex<HashMap<String, Instant>>>);
+
+impl ThermalEvents {
+    pub fn record(&self, controller: &str, at: Instant) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(controller.to_owned(), at);
+    }
+
+    /// When `controller` last throttled, if the nvme collector saw it.
+    pub fn last(&self, controller: &str) -> Option<Instant> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(controller).copied()
+    }
 }
 
 /// Builds the collector named in [`REGISTRY`].
@@ -119,9 +140,10 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
             checks.network_bandwidth.clone(),
             checks.packet_loss.clone(),
         )),
-        "nvme" => {
-            Box::new(nvme::Nvme::new(paths, interval, checks.nvme_health.clone(), checks.thermal.clone()))
-        }
+        "nvme" => Box::new(
+            nvme::Nvme::new(paths, interval, checks.nvme_health.clone(), checks.thermal.clone())
+                .with_thermal_events(setup.thermal.clone()),
+        ),
         "sata" => Box::new(sata::Sata::new(
             paths,
             interval,
@@ -129,7 +151,10 @@ pub fn build(name: &str, setup: &Setup, interval: Duration) -> Box<dyn Collector
             checks.sata_health.clone(),
             checks.thermal.clone(),
         )),
-        "hwmon" => Box::new(hwmon::Hwmon::new(paths, interval, checks.thermal.clone())),
+        "hwmon" => Box::new(
+            hwmon::Hwmon::new(paths, interval, checks.thermal.clone())
+                .with_thermal_events(setup.thermal.clone()),
+        ),
         "docker" => Box::new(docker::Docker::new(
             paths,
             interval,

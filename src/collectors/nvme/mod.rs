@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use self::admin::{AdminCommands, AdminError};
 use self::logs::{CRITICAL_WARNING_BITS, DATA_UNIT_BYTES, IdentifyController, SmartLog, celsius};
-use super::{CollectError, Collector, ErrorKind, Output, read_attr};
+use super::{CollectError, Collector, ErrorKind, Output, ThermalEvents, read_attr};
 use crate::checks::{self, NvmeHealth};
 use crate::config::{NvmeHealthCheck, ThermalCheck};
 use crate::metrics::Family;
@@ -99,6 +99,7 @@ pub struct Nvme {
     open: Opener,
     controllers: BTreeMap<String, Controller>,
     warned_permission: bool,
+    events: ThermalEvents,
 }
 
 impl Nvme {
@@ -123,7 +124,14 @@ impl Nvme {
             open,
             controllers: BTreeMap::new(),
             warned_permission: false,
+            events: ThermalEvents::default(),
         }
+    }
+
+    /// Shares the controllers' thermal-management transitions with the hwmon collector.
+    pub fn with_thermal_events(mut self, events: ThermalEvents) -> Self {
+        self.events = events;
+        self
     }
 
     /// Reads everything about one live controller. `now` dates the rises the checks judge.
@@ -215,6 +223,7 @@ impl Nvme {
             c.media_errors = Some(s.media_errors);
             if c.tmt.is_some_and(|t| s.tmt_transitions[0] > t[0] || s.tmt_transitions[1] > t[1]) {
                 c.tmt_rose = Some(now);
+                self.events.record(name, now);
             }
             c.tmt = Some(s.tmt_transitions);
         }
