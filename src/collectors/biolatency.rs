@@ -313,6 +313,10 @@ impl Biolatency {
             }
             Err(e) => Some(e),
         };
+        // Parsing the kernel's BTF takes some 20 MB of heap, freed by now; hand it back to the
+        // system, or the agent keeps it as resident memory for its whole life.
+        // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
+        unsafe { libc::malloc_trim(0) };
         Biolatency { paths, filter, interval, shared, failed }
     }
 }
