@@ -54,9 +54,9 @@ pub struct Cli {
     #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
     pub read_header_timeout: Duration,
 
-    /// Longest a connection stays open, keep-alive included; it then closes after its current
-    /// response (a client that does not read that response is cut off after
-    /// --web.read-header-timeout more).
+    /// Lifetime of a connection, keep-alive included: its next response says `Connection: close`
+    /// and the connection ends with it; one that sends no request within --web.read-header-timeout
+    /// after its lifetime (or does not read its response in that time) is closed.
     #[arg(long = "web.connection-timeout", value_name = "DURATION", default_value = "2m", value_parser = parse_interval)]
     pub connection_timeout: Duration,
 

@@ -4,12 +4,12 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -114,9 +114,18 @@ where
     let options = &shared.options;
     let lifetime = options.connection_timeout;
     let handler = shared.clone();
+    let born = Instant::now();
     let service = service_fn(move |req| {
         let shared = handler.clone();
-        async move { Ok::<_, Infallible>(handle(req, &shared).await) }
+        async move {
+            let mut response = handle(req, &shared).await;
+            // Past its lifetime, a response says it is the last (hyper then closes after it), so
+            // a keep-alive client never sends its next request into a connection being closed.
+            if born.elapsed() >= lifetime {
+                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -128,7 +137,8 @@ where
     let mut conn = std::pin::pin!(conn);
     let ended = tokio::select! {
         r = conn.as_mut() => Some(r),
-        () = tokio::time::sleep(lifetime) => None,
+        // A connection that asks for nothing in the header timeout after its lifetime is closed.
+        () = tokio::time::sleep(lifetime + options.read_header_timeout) => None,
         _ = stop.wait_for(|s| *s) => None,
     };
     let result = match ended {

@@ -441,14 +441,18 @@ fn request_limits_and_slow_clients() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     let started = Instant::now();
     loop {
-        // Keep-alive requests now and then, each within the header timeout.
+        // Keep-alive requests now and then, each within the header timeout. Every one is
+        // answered; the last answer says `Connection: close`, and then the server closes.
         std::thread::sleep(Duration::from_millis(500));
-        if s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").is_err() {
+        s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").expect("the connection is still open");
+        let n = s.read(&mut buf).unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "a request went unanswered: {head:?}");
+        assert!(started.elapsed() < Duration::from_secs(15), "the connection is never closed");
+        if head.contains("connection: close") {
+            assert!(started.elapsed() >= Duration::from_millis(2500), "closed before its lifetime");
+            assert_eq!(s.read(&mut buf).unwrap(), 0, "the server closes after the last response");
             break;
-        }
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => assert!(started.elapsed() < Duration::from_secs(15), "the connection is never closed"),
         }
     }
     eprintln!("a busy keep-alive connection was closed {:?} after its first response", started.elapsed());
