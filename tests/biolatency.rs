@@ -13,21 +13,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::loopdev::{LoopDevice, serial};
 use common::{Agent, in_ci, require_root, sample, tool};
 use storwatch::collectors::biolatency::{Op, Programs};
 
 const HIST: &str = "storwatch_disk_io_latency_seconds";
 /// Direct requests of each operation the loop test issues.
 const N: u32 = 1000;
-
-static LOOP_DEVICES: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    LOOP_DEVICES.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn prerequisites(tools: &[&str]) -> bool {
     if !require_root() {
@@ -41,49 +35,13 @@ fn prerequisites(tools: &[&str]) -> bool {
     tools.iter().all(|t| tool(t).is_some())
 }
 
-/// A loop device over a file in a temporary directory, with direct I/O to its backing file so its
-/// requests take the real disk's time; detached on drop.
-struct LoopDevice {
-    node: String,
-    _dir: tempfile::TempDir,
-}
-
-impl LoopDevice {
-    fn attach(size: u64) -> LoopDevice {
-        let dir = tempfile::tempdir().unwrap();
-        let backing = dir.path().join("backing.img");
-        std::fs::File::create(&backing).unwrap().set_len(size).unwrap();
-        let out =
-            Command::new("losetup").args(["-f", "--show", "--direct-io=on"]).arg(&backing).output().unwrap();
-        assert!(out.status.success(), "losetup -f failed: {}", String::from_utf8_lossy(&out.stderr));
-        LoopDevice { node: String::from_utf8(out.stdout).unwrap().trim().to_owned(), _dir: dir }
-    }
-
-    fn name(&self) -> &str {
-        self.node.trim_start_matches("/dev/")
-    }
-
-    /// (major, minor) from sysfs.
-    fn dev(&self) -> (u32, u32) {
-        let text = std::fs::read_to_string(format!("/sys/block/{}/dev", self.name())).unwrap();
-        let (major, minor) = text.trim().split_once(':').unwrap();
-        (major.parse().unwrap(), minor.parse().unwrap())
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.node).status();
-    }
-}
-
 /// `count` 64 KiB direct writes, then as many direct reads, at the start of `node`. Requests of
 /// 64 KiB take long enough that the few µs diskstats counts and the programs do not (from the
 /// request's allocation to its insert or issue) stay well inside the 10 % the means must agree to.
-fn direct_io(node: &str, count: u32) {
+fn direct_io(node: &Path, count: u32) {
     for args in [
-        ["if=/dev/zero".to_owned(), format!("of={node}"), "oflag=direct".to_owned()],
-        [format!("if={node}"), "of=/dev/null".to_owned(), "iflag=direct".to_owned()],
+        ["if=/dev/zero".to_owned(), format!("of={}", node.display()), "oflag=direct".to_owned()],
+        [format!("if={}", node.display()), "of=/dev/null".to_owned(), "iflag=direct".to_owned()],
     ] {
         let out = Command::new("dd")
             .args(&args)
@@ -132,7 +90,7 @@ fn rebuilt_object_loads_and_counts() {
     assert!(out.status.success(), "build-bpf.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let bytes = std::fs::read(&object).unwrap();
 
-    let lo = LoopDevice::attach(16 << 20);
+    let lo = LoopDevice::attach(16 << 20, true);
     let (major, minor) = lo.dev();
     let programs = Programs::load(&bytes, Path::new("/sys/kernel/btf/vmlinux"))
         .unwrap_or_else(|e| panic!("the rebuilt object does not load: {e}"))
@@ -142,7 +100,7 @@ fn rebuilt_object_loads_and_counts() {
         h.get(&(major, minor, op)).map_or(0, |h| h.count())
     };
     let (reads, writes) = (count(Op::Read), count(Op::Write));
-    direct_io(&lo.node, 200);
+    direct_io(&lo.node(), 200);
     assert!(count(Op::Write) >= writes + 200, "writes counted: {} -> {}", writes, count(Op::Write));
     assert!(count(Op::Read) >= reads + 200, "reads counted: {} -> {}", reads, count(Op::Read));
     assert!(programs.map_bytes() > 0, "map memory is reported");
@@ -156,8 +114,8 @@ fn loop_device_histograms_match_diskstats() {
     }
     // Attached, then left a moment, so probing at attach (udev's blkid, where udev runs) is over
     // before the window; the device is this test's alone.
-    let lo = LoopDevice::attach(128 << 20);
-    let dev = lo.name().to_owned();
+    let lo = LoopDevice::attach(128 << 20, true);
+    let dev = lo.name();
     std::thread::sleep(Duration::from_millis(500));
     let include = format!("--collector.diskstats.device-include=^{dev}$");
     let agent = Agent::start(&[
@@ -173,7 +131,7 @@ fn loop_device_histograms_match_diskstats() {
     ]);
     let collectors = ["diskstats", "biolatency"];
     let before = runs_after(&agent, &collectors, unix_now());
-    direct_io(&lo.node, N);
+    direct_io(&lo.node(), N);
     let after = runs_after(&agent, &collectors, unix_now());
 
     for (op, completed, time) in [

@@ -19,18 +19,8 @@ fn reads(body: &str, dev: &str) -> Option<f64> {
     sample(body, &format!("storwatch_disk_reads_completed_total{{device=\"{dev}\"}}"))
 }
 
-/// Polls /metrics until `done` holds, for at most 10 s.
-fn wait_for(agent: &Agent, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = agent.metrics();
-        if done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{what} not seen in 10 s:\n{body}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
+/// How long a test waits for what it expects to see in /metrics.
+const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn garbled_lines_and_unreadable_files_cost_only_themselves() {
@@ -54,7 +44,7 @@ fn garbled_lines_and_unreadable_files_cost_only_themselves() {
         "--collector.diskstats.interval=200ms",
     ]);
     agent.wait_ready();
-    let body = wait_for(&agent, "a window", |b| b.contains("storwatch_disk_window_seconds "));
+    let body = agent.wait_for(WAIT, "a window", |b| b.contains("storwatch_disk_window_seconds "));
     assert_eq!(sample(&body, SUCCESS), Some(1.0));
     assert_eq!(reads(&body, "sda"), Some(25354637.0), "sda still reported");
     assert_eq!(reads(&body, "sdf"), Some(7.0), "the line after the garbage still counts");
@@ -66,7 +56,7 @@ fn garbled_lines_and_unreadable_files_cost_only_themselves() {
     // The facts that could be read are still there; the unreadable one is empty.
     assert!(body.contains("storwatch_disk_info{device=\"sda\",major=\"8\",minor=\"0\",model=\"\",serial=\"\",rotational=\"\",logical_block_size=\"512\"} 1"), "{body}");
     let first = sample(&body, PARSE).unwrap();
-    let body = wait_for(&agent, "errors counted again", |b| sample(b, PARSE).unwrap() > first);
+    let body = agent.wait_for(WAIT, "errors counted again", |b| sample(b, PARSE).unwrap() > first);
     assert_eq!(sample(&body, SUCCESS), Some(1.0));
     assert!(agent.alive());
     let log = agent.drain_log().join("\n");
@@ -87,10 +77,10 @@ fn diskstats_vanishing_truncated_and_back() {
         "--collector.diskstats.interval=100ms",
     ]);
     agent.wait_ready();
-    wait_for(&agent, "sda", |b| reads(b, "sda").is_some());
+    agent.wait_for(WAIT, "sda", |b| reads(b, "sda").is_some());
 
     std::fs::remove_file(&diskstats).unwrap();
-    let body = wait_for(&agent, "failure", |b| sample(b, SUCCESS) == Some(0.0));
+    let body = agent.wait_for(WAIT, "failure", |b| sample(b, SUCCESS) == Some(0.0));
     assert!(sample(&body, IO).unwrap() >= 1.0);
     assert_eq!(reads(&body, "sda"), None, "no stale samples from a failed source");
     assert!(body.contains("storwatch_build_info{"), "the agent still serves");
@@ -98,13 +88,13 @@ fn diskstats_vanishing_truncated_and_back() {
     // Cut mid-line: the devices before the cut are reported, the cut line is a parse error.
     let cut = full.iter().position(|&b| b == b's').unwrap() + 200;
     std::fs::write(&diskstats, &full[..cut]).unwrap();
-    let body = wait_for(&agent, "recovery", |b| sample(b, SUCCESS) == Some(1.0));
+    let body = agent.wait_for(WAIT, "recovery", |b| sample(b, SUCCESS) == Some(1.0));
     assert_eq!(reads(&body, "sda"), Some(25354637.0));
     assert_eq!(reads(&body, "vda"), None, "vda comes after the cut");
     assert!(sample(&body, PARSE).unwrap() >= 1.0);
 
     std::fs::write(&diskstats, &full).unwrap();
-    let body = wait_for(&agent, "vda back", |b| reads(b, "vda").is_some());
+    let body = agent.wait_for(WAIT, "vda back", |b| reads(b, "vda").is_some());
     let awaits = common::samples(&body, "storwatch_disk_await_seconds");
     assert!(awaits.iter().all(|(_, v)| v.is_finite() && *v >= 0.0), "{awaits:?}");
     assert!(agent.alive());
@@ -162,7 +152,7 @@ fn eio_from_the_kernel_costs_only_that_file() {
     ]);
     agent.wait_ready();
     let io = "storwatch_collector_errors_total{collector=\"queue\",kind=\"io\"}";
-    let body = wait_for(&agent, "the EIO counted", |b| sample(b, io).is_some_and(|v| v >= 1.0));
+    let body = agent.wait_for(WAIT, "the EIO counted", |b| sample(b, io).is_some_and(|v| v >= 1.0));
     assert_eq!(sample(&body, "storwatch_collector_success{collector=\"queue\"}"), Some(1.0));
     assert_eq!(common::samples(&body, "storwatch_disk_scheduler_info"), [], "sda's was the only one");
     assert_eq!(
@@ -172,7 +162,7 @@ fn eio_from_the_kernel_costs_only_that_file() {
     );
     assert_eq!(sample(&body, "storwatch_disk_nr_requests{device=\"sda\"}"), Some(64.0));
     let first = sample(&body, io).unwrap();
-    wait_for(&agent, "the EIO counted again", |b| sample(b, io).is_some_and(|v| v > first));
+    agent.wait_for(WAIT, "the EIO counted again", |b| sample(b, io).is_some_and(|v| v > first));
     assert!(agent.alive());
     let log = agent.drain_log().join("\n");
     assert!(log.contains("Input/output error"), "the log names the error:\n{log}");
@@ -203,13 +193,13 @@ fn the_kernel_log_closing_and_coming_back() {
     let errors = "storwatch_kernel_storage_errors_total{device=\"sdq\",class=\"block_io\"}";
     // One record per read, as /dev/kmsg gives them: the next is written once the last is counted.
     write(&mut w, 1);
-    wait_for(&agent, "record 1", |b| sample(b, errors) == Some(1.0));
+    agent.wait_for(WAIT, "record 1", |b| sample(b, errors) == Some(1.0));
     write(&mut w, 2);
-    let body = wait_for(&agent, "record 2", |b| sample(b, errors) == Some(2.0));
+    let body = agent.wait_for(WAIT, "record 2", |b| sample(b, errors) == Some(2.0));
     assert_eq!(sample(&body, success), Some(1.0));
 
     drop(w); // no writer left: the reader reads end of file
-    let body = wait_for(&agent, "kmsg failing", |b| sample(b, success) == Some(0.0));
+    let body = agent.wait_for(WAIT, "kmsg failing", |b| sample(b, success) == Some(0.0));
     assert!(
         sample(&body, "storwatch_collector_errors_total{collector=\"kmsg\",kind=\"io\"}").unwrap() >= 1.0
     );
@@ -218,7 +208,7 @@ fn the_kernel_log_closing_and_coming_back() {
     // Back: record 2 again (as a reopened /dev/kmsg replays the ring buffer), then a new one.
     let mut w = open();
     write(&mut w, 2);
-    wait_for(&agent, "kmsg reading again", |b| sample(b, success) == Some(1.0));
+    agent.wait_for(WAIT, "kmsg reading again", |b| sample(b, success) == Some(1.0));
     let records = "storwatch_kernel_log_records_total";
     // The replayed record has been read once the FIFO holds no unread bytes.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -227,7 +217,7 @@ fn the_kernel_log_closing_and_coming_back() {
         std::thread::sleep(Duration::from_millis(20));
     }
     write(&mut w, 3);
-    let body = wait_for(&agent, "record 3", |b| sample(b, errors) == Some(3.0));
+    let body = agent.wait_for(WAIT, "record 3", |b| sample(b, errors) == Some(3.0));
     assert_eq!(sample(&body, records), Some(3.0), "records 1, 2 and 3, the replayed 2 not again");
     assert!(agent.alive());
     let log = agent.drain_log().join("\n");
@@ -298,7 +288,7 @@ fn the_wall_clock_jumping() {
     write_record(&mut w, 1, now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000);
     let last = "storwatch_kernel_storage_last_error_timestamp_seconds{device=\"sdq\",class=\"block_io\"}";
     let verdict = "storwatch_check_ok{check=\"device_errors\",subject=\"sdq\"}";
-    let body = wait_for(&agent, "the error", |b| sample(b, last).is_some());
+    let body = agent.wait_for(WAIT, "the error", |b| sample(b, last).is_some());
     assert_eq!(sample(&body, verdict), Some(0.0), "an error just now fails the check");
     let logged = sample(&body, last).unwrap();
     let real_now =
@@ -310,9 +300,9 @@ fn the_wall_clock_jumping() {
         std::fs::write(&clock, format!("{offset}\n")).unwrap();
         let shifted =
             |b: &str| sample(b, success).is_some_and(|t| (t - real_now() - days * 86400.0).abs() < 60.0);
-        let first = wait_for(&agent, "the jumped clock in the agent", shifted);
+        let first = agent.wait_for(WAIT, "the jumped clock in the agent", shifted);
         // A whole kmsg run after the jump.
-        let body = wait_for(&agent, "a run after the jump", |b| {
+        let body = agent.wait_for(WAIT, "a run after the jump", |b| {
             shifted(b) && sample(b, success) > sample(&first, success)
         });
         assert_eq!(sample(&body, verdict), Some(0.0), "{offset}: the error is still recent");

@@ -138,18 +138,6 @@ fn counts(body: &str) -> BTreeMap<(String, String), f64> {
         .collect()
 }
 
-fn wait_for(agent: &Agent, timeout: Duration, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let body = agent.metrics();
-        if done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{what} not seen within {timeout:?}:\n{body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn prerequisites() -> bool {
     common::require_root() && Path::new("/dev/kmsg").exists()
 }
@@ -191,9 +179,8 @@ fn every_class_counted_exactly_per_device_and_near_misses_count_nothing() {
     *want.entry(("sdz".to_owned(), "block_io".to_owned())).or_default() += 1.0;
     let key = ("sdz".to_owned(), "block_io".to_owned());
     let started = Instant::now();
-    let body = wait_for(&agent, Duration::from_secs(5), "the final marker", |b| {
-        counts(b).get(&key) == want.get(&key)
-    });
+    let body =
+        agent.wait_for(Duration::from_secs(5), "the final marker", |b| counts(b).get(&key) == want.get(&key));
     eprintln!("all lines counted {:?} after the last write", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(2), "counted within about a second of the write");
     assert_eq!(
@@ -253,7 +240,7 @@ fn flood_counted_exactly_where_records_survived() {
     inject("I/O error, dev sdfloodend, sector 0 op 0x1:(WRITE) flags 0x0 phys_seg 1 prio class 0");
     let end = ("sdfloodend".to_owned(), "block_io".to_owned());
     let before_end = counts(&body).get(&end).copied().unwrap_or(0.0);
-    let body = wait_for(&agent, Duration::from_secs(30), "the end marker", |b| {
+    let body = agent.wait_for(Duration::from_secs(30), "the end marker", |b| {
         counts(b).get(&end).copied().unwrap_or(0.0) > before_end
     });
     let counted = counts(&body)[&key] - count0;
@@ -288,7 +275,7 @@ fn without_cap_syslog_the_collector_fails_and_says_why() {
         &["--no-collector.queue", "--no-collector.host"],
     );
     agent.wait_ready();
-    let body = wait_for(&agent, Duration::from_secs(5), "a failed kmsg run", |b| {
+    let body = agent.wait_for(Duration::from_secs(5), "a failed kmsg run", |b| {
         sample(b, "storwatch_collector_success{collector=\"kmsg\"}") == Some(0.0)
     });
     assert!(

@@ -10,14 +10,11 @@
 
 mod common;
 
-use std::ffi::{c_int, c_ulong};
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::loopdev::{LoopDevice, serial};
 use common::{Agent, in_ci, require_root, sample, samples, tool};
 
 const WRITES: &str = "storwatch_disk_writes_completed_total";
@@ -33,21 +30,6 @@ const WINDOW: &str = "storwatch_disk_window_seconds";
 const LAST_SUCCESS: &str = "storwatch_collector_last_success_timestamp_seconds{collector=\"diskstats\"}";
 const SUCCESS: &str = "storwatch_collector_success{collector=\"diskstats\"}";
 const ERRORS: &str = "storwatch_collector_errors_total";
-
-/// `<linux/loop.h>`: ioctls on /dev/loop-control taking a device number.
-const LOOP_CTL_ADD: c_ulong = 0x4C80;
-const LOOP_CTL_REMOVE: c_ulong = 0x4C81;
-
-unsafe extern "C" {
-    fn ioctl(fd: c_int, request: c_ulong, ...) -> c_int;
-}
-
-static LOOP_DEVICES: Mutex<()> = Mutex::new(());
-
-/// One test at a time; a failed test leaves the lock poisoned, which is no reason to fail another.
-fn serial() -> MutexGuard<'static, ()> {
-    LOOP_DEVICES.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Root, /dev/loop-control and the tools, or a skip (a failure under CI=true) saying what is missing.
 fn prerequisites(tools: &[&str]) -> bool {
@@ -78,22 +60,9 @@ fn last_success(body: &str) -> Option<f64> {
     sample(body, LAST_SUCCESS)
 }
 
-/// Polls /metrics every 20 ms until `done` holds, for at most `timeout`.
-fn wait_until(agent: &Agent, timeout: Duration, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let body = agent.metrics();
-        if done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{what} not seen in {timeout:?}:\n{body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The first scrape showing a diskstats sample published after unix time `t`.
 fn sample_after(agent: &Agent, t: f64, timeout: Duration) -> String {
-    wait_until(agent, timeout, &format!("a diskstats sample after {t}"), |b| {
+    agent.wait_for(timeout, &format!("a diskstats sample after {t}"), |b| {
         last_success(b).is_some_and(|s| s > t)
     })
 }
@@ -141,105 +110,6 @@ fn real_disk() -> Option<String> {
         .collect();
     names.sort();
     names.into_iter().find(|n| diskstats_line(n).is_some())
-}
-
-/// `ioctl(/dev/loop-control, request, index)`.
-fn loop_control(request: c_ulong, index: u32) -> std::io::Result<c_int> {
-    let ctl = File::options().read(true).write(true).open("/dev/loop-control")?;
-    // SAFETY: both requests take the device number by value; the fd is open for the call.
-    let r = unsafe { ioctl(ctl.as_raw_fd(), request, c_ulong::from(index)) };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
-}
-
-/// A loop device over a sparse file in a temporary directory. Dropping it detaches the device,
-/// and re-creates the node if a test removed it and failed before adding it back, so the machine
-/// is left with the loop devices it had.
-struct LoopDevice {
-    index: u32,
-    backing: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl LoopDevice {
-    fn attach(size: u64) -> LoopDevice {
-        let dir = tempfile::tempdir().unwrap();
-        let backing = dir.path().join("backing.img");
-        File::create(&backing).unwrap().set_len(size).unwrap();
-        let out = Command::new("losetup").args(["-f", "--show"]).arg(&backing).output().unwrap();
-        assert!(out.status.success(), "losetup -f failed: {}", String::from_utf8_lossy(&out.stderr));
-        let node = String::from_utf8(out.stdout).unwrap();
-        let index = node.trim().strip_prefix("/dev/loop").and_then(|n| n.parse().ok());
-        let index = index.unwrap_or_else(|| panic!("losetup printed {node:?}"));
-        LoopDevice { index, backing, _dir: dir }
-    }
-
-    fn name(&self) -> String {
-        format!("loop{}", self.index)
-    }
-
-    fn node(&self) -> PathBuf {
-        PathBuf::from(format!("/dev/loop{}", self.index))
-    }
-
-    fn exists(&self) -> bool {
-        Path::new(&format!("/sys/block/loop{}", self.index)).exists()
-    }
-
-    fn attached(&self) -> bool {
-        Path::new(&format!("/sys/block/loop{}/loop/backing_file", self.index)).exists()
-    }
-
-    fn detach(&self) {
-        let out = Command::new("losetup").arg("-d").arg(self.node()).output().unwrap();
-        assert!(out.status.success(), "losetup -d failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn reattach(&self) {
-        let out = Command::new("losetup").arg(self.node()).arg(&self.backing).output().unwrap();
-        assert!(
-            out.status.success(),
-            "losetup {} failed: {}",
-            self.name(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// LOOP_CTL_REMOVE: the disk goes away entirely (gendisk deleted, line gone from diskstats).
-    /// EBUSY for a moment after a detach is retried.
-    fn remove(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match loop_control(LOOP_CTL_REMOVE, self.index) {
-                Ok(_) => return,
-                Err(e) if e.raw_os_error() == Some(16) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("LOOP_CTL_REMOVE {}: {e}", self.name()),
-            }
-        }
-    }
-
-    /// LOOP_CTL_ADD with the same number: a new disk, counters from zero; devtmpfs makes the node.
-    fn add(&self) {
-        let n = loop_control(LOOP_CTL_ADD, self.index)
-            .unwrap_or_else(|e| panic!("LOOP_CTL_ADD {}: {e}", self.name()));
-        assert_eq!(n, self.index as c_int);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.node().exists() {
-            assert!(Instant::now() < deadline, "{} did not appear", self.node().display());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        if !self.exists() {
-            let _ = loop_control(LOOP_CTL_ADD, self.index);
-        } else if self.attached() {
-            let _ = Command::new("losetup").arg("-d").arg(self.node()).status();
-        }
-    }
 }
 
 /// A child process killed on drop, so a failed assertion does not leave iostat behind.
@@ -299,7 +169,7 @@ fn direct_writes_match_the_count_and_iostat() {
     // Attached before the agent starts, so any probing at attach (udev's blkid where udev runs)
     // falls before the window. The device's counters need not be zero (losetup -d does not reset
     // them); only deltas are compared.
-    let lo = LoopDevice::attach(64 << 20);
+    let lo = LoopDevice::attach(64 << 20, false);
     let dev = lo.name();
     let include = format!("--collector.diskstats.device-include=^{dev}$");
     let agent = Agent::start(&[&include, "--collector.diskstats.interval=8s"]);
@@ -447,7 +317,7 @@ fn a_device_that_vanishes_and_comes_back() {
         eprintln!("skipping: no disk with a device link in /sys/block to watch beside the loop device");
         return;
     };
-    let lo = LoopDevice::attach(16 << 20);
+    let lo = LoopDevice::attach(16 << 20, false);
     let dev = lo.name();
     let include = format!("--collector.diskstats.device-include=^({dev}|{disk})$");
     let mut agent = Agent::start(&[&include, "--collector.diskstats.interval=1s"]);
@@ -458,7 +328,7 @@ fn a_device_that_vanishes_and_comes_back() {
     let before = sample_after(&agent, 0.0, long);
     let base = writes(&before).expect("the loop device is reported");
     dd_direct(&lo.node(), 100);
-    let body = wait_until(&agent, long, "100 writes and a window", |b| {
+    let body = agent.wait_for(long, "100 writes and a window", |b| {
         writes(b) == Some(base + 100.0) && has_window(b, &dev)
     });
     assert_sane(&body, &dev);
@@ -479,7 +349,7 @@ fn a_device_that_vanishes_and_comes_back() {
     // file that is not there counts as "not present" (unreadable sysfs files, which are errors,
     // are covered in tests/faults.rs).
     let gone =
-        wait_until(&agent, long, &format!("{dev} leaving the diskstats metrics"), |b| !in_diskstats(b, &dev));
+        agent.wait_for(long, &format!("{dev} leaving the diskstats metrics"), |b| !in_diskstats(b, &dev));
     let mut t = last_success(&gone).unwrap();
     for _ in 0..2 {
         let body = sample_after(&agent, t, long);
@@ -501,7 +371,7 @@ fn a_device_that_vanishes_and_comes_back() {
     );
     lo.reattach();
     dd_direct(&lo.node(), 10);
-    let body = wait_until(&agent, long, &format!("{dev} back with 10 writes and a window"), |b| {
+    let body = agent.wait_for(long, &format!("{dev} back with 10 writes and a window"), |b| {
         writes(b) == Some(10.0) && has_window(b, &dev)
     });
     assert_sane(&body, &dev);

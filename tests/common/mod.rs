@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: start the real binary, scrape it, read samples.
 #![allow(dead_code)]
 
+pub mod loopdev;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -120,6 +122,19 @@ impl Agent {
     }
 
     /// Waits until /-/ready answers 200.
+    /// Polls /metrics every 20 ms until `done` holds, for at most `timeout`; returns that body.
+    pub fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let body = self.metrics();
+            if done(&body) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "{what} not seen within {timeout:?}:\n{body}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.get("/-/ready", &[]).0 != 200 {
