@@ -296,36 +296,26 @@ fn guest_reads_of_a_5ms_drive_land_around_5ms() {
     let storwatch = env!("CARGO_BIN_EXE_storwatch");
     let dd = tool("dd").unwrap();
     let dd = dd.to_str().unwrap();
+    let helpers = common::GUEST_SH;
     let script = format!(
         r#"
 set -u
 ip link set lo up
 A=http://127.0.0.1:9747
-scrape() {{ wget -q -O - "$A/metrics"; }}
-last() {{ scrape | grep "^storwatch_collector_last_success_timestamp_seconds{{collector=\"$1\"}}" | cut -d' ' -f2; }}
-runs() {{
-    t=$(last "$1"); n=0
-    for i in $(seq 300); do
-        sleep 0.1; u=$(last "$1")
-        if [ "$u" != "$t" ]; then t=$u; n=$((n + 1)); [ $n -ge "$2" ] && return 0; fi
-    done
-    echo "timeout waiting for $2 runs of $1"; return 1
-}}
-ready() {{ for i in $(seq 300); do wget -q -O /dev/null "$A/-/ready" && return 0; sleep 0.1; done; echo "agent not ready"; return 1; }}
-echo "=== kernel"; uname -r
+{helpers}echo "=== kernel"; uname -r
 {storwatch} --web.listen-address=127.0.0.1:9747 --collector.biolatency.interval=1s --collector.diskstats.interval=1s --no-collector.fabric --no-collector.nvme --no-collector.docker 2> /tmp/agent.log &
-ready; runs biolatency 1
-scrape > /tmp/before
+ready $A; runs $A biolatency 1
+scrape $A > /tmp/before
 # 1000 reads, about 6 s: the diskstats windows in the middle of them judge the storage latency.
 {dd} if=/dev/nvme1n1 of=/dev/null bs=4096 count=1000 iflag=direct 2> /tmp/dd &
 dd=$!
-sleep 2; runs diskstats 1
-scrape > /tmp/during
+sleep 2; runs $A diskstats 1
+scrape $A > /tmp/during
 wait $dd
-runs biolatency 1; runs diskstats 2
+runs $A biolatency 1; runs $A diskstats 2
 echo "=== during"; grep -E '^storwatch_check_(ok|observed)\{{check="storage_latency",subject="nvme1n1"|^storwatch_disk_await_seconds\{{device="nvme1n1",op="read"' /tmp/during
 echo "=== before"; grep -E '^storwatch_disk_io_latency_seconds_(bucket|sum|count)\{{device="nvme1n1",op="read"' /tmp/before
-echo "=== after"; scrape | grep -E '^storwatch_disk_io_latency_seconds_(bucket|sum|count)\{{device="nvme1n1",op="read"|^storwatch_collector_success\{{collector="biolatency"|^storwatch_disk_reads_completed_total\{{device="nvme1n1"'
+echo "=== after"; scrape $A | grep -E '^storwatch_disk_io_latency_seconds_(bucket|sum|count)\{{device="nvme1n1",op="read"|^storwatch_collector_success\{{collector="biolatency"|^storwatch_disk_reads_completed_total\{{device="nvme1n1"'
 echo "=== log"; cat /tmp/agent.log
 "#
     );

@@ -262,33 +262,23 @@ fn nvme_hwmon_joined_and_throttling_in_a_guest() {
         return;
     }
     let storwatch = env!("CARGO_BIN_EXE_storwatch");
+    let helpers = common::GUEST_SH;
     let script = format!(
         r#"
 set -u
 ip link set lo up
 A=http://127.0.0.1:9747
-scrape() {{ wget -q -O - "$A/metrics"; }}
-last() {{ scrape | grep '^storwatch_collector_last_success_timestamp_seconds{{collector="hwmon"}}' | cut -d' ' -f2; }}
-runs() {{
-    t=$(last); n=0
-    for i in $(seq 300); do
-        sleep 0.1; u=$(last)
-        if [ "$u" != "$t" ]; then t=$u; n=$((n + 1)); [ $n -ge "$1" ] && return 0; fi
-    done
-    echo "timeout waiting for hwmon runs"; return 1
-}}
-hw=$(ls -d /sys/class/nvme/nvme0/hwmon* /sys/class/nvme/nvme0/device/hwmon/hwmon* 2> /dev/null | head -n1)
+{helpers}hw=$(ls -d /sys/class/nvme/nvme0/hwmon* /sys/class/nvme/nvme0/device/hwmon/hwmon* 2> /dev/null | head -n1)
 echo "=== hwmon-dir"; echo "$hw"
 {storwatch} --web.listen-address=127.0.0.1:9747 --collector.hwmon.interval=1s --no-collector.fabric 2> /tmp/agent.log &
 agent=$!
-for i in $(seq 300); do wget -q -O /dev/null "$A/-/ready" && break; sleep 0.1; done
-runs 1
+ready $A; runs $A hwmon 1
 echo "=== temp"; cat $hw/temp1_input
-echo "=== before"; scrape | grep -E '^storwatch_(hwmon_device_info|device_|check_ok\{{check="thermal")'
+echo "=== before"; scrape $A | grep -E '^storwatch_(hwmon_device_info|device_|check_ok\{{check="thermal")'
 echo 40000 > $hw/temp1_max
-runs 2
+runs $A hwmon 2
 echo "=== max"; cat $hw/temp1_max
-echo "=== after"; scrape | grep -E '^storwatch_(hwmon_device_info|device_|check_ok\{{check="thermal")'
+echo "=== after"; scrape $A | grep -E '^storwatch_(hwmon_device_info|device_|check_ok\{{check="thermal")'
 kill $agent; wait $agent
 echo "=== agent-log"; cat /tmp/agent.log
 echo "=== end"

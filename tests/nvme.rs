@@ -46,24 +46,13 @@ fn nvme_health_from_the_controller_in_a_guest() {
     let (nvme, dd, setpriv) = (nvme.to_str().unwrap(), dd.to_str().unwrap(), setpriv.to_str().unwrap());
     let cw_values: Vec<String> = WARNINGS.iter().map(|(v, _)| v.to_string()).collect();
     let cw_values = cw_values.join(" ");
+    let helpers = common::GUEST_SH;
     let script = format!(
         r#"
 set -u
 ip link set lo up
 A=http://127.0.0.1:9747 B=http://127.0.0.1:9748
-scrape() {{ wget -q -O - "$1/metrics"; }}
-last() {{ scrape "$1" | grep "^storwatch_collector_last_success_timestamp_seconds{{collector=\"$2\"}}" | cut -d' ' -f2; }}
-# Waits until collector $2 of agent $1 has finished $3 more runs.
-runs() {{
-    t=$(last "$1" "$2"); n=0
-    for i in $(seq 300); do
-        sleep 0.1; u=$(last "$1" "$2")
-        if [ "$u" != "$t" ]; then t=$u; n=$((n + 1)); [ $n -ge "$3" ] && return 0; fi
-    done
-    echo "timeout waiting for $3 runs of $2"; return 1
-}}
-ready() {{ for i in $(seq 300); do wget -q -O /dev/null "$1/-/ready" && return 0; sleep 0.1; done; echo "agent $1 not ready"; return 1; }}
-hw=$(ls -d /sys/class/nvme/nvme0/hwmon* /sys/class/nvme/nvme0/device/hwmon/hwmon* 2> /dev/null | head -n1)
+{helpers}hw=$(ls -d /sys/class/nvme/nvme0/hwmon* /sys/class/nvme/nvme0/device/hwmon/hwmon* 2> /dev/null | head -n1)
 echo "=== hwmon-dir"; echo "$hw"
 
 # Without the eBPF histograms: part 4 judges the diskstats mean against dd's timing (the p99 the

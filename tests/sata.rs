@@ -43,23 +43,13 @@ fn sata_health_from_sg_io_in_a_guest() {
         (common::tool("smartctl").unwrap(), common::tool("dd").unwrap(), common::tool("setpriv").unwrap());
     let (smartctl, dd, setpriv) =
         (smartctl.to_str().unwrap(), dd.to_str().unwrap(), setpriv.to_str().unwrap());
+    let helpers = common::GUEST_SH;
     let script = format!(
         r#"
 set -u
 ip link set lo up
 A=http://127.0.0.1:9747 B=http://127.0.0.1:9748 K=http://127.0.0.1:9749
-scrape() {{ wget -q -O - "$1/metrics"; }}
-last() {{ scrape "$1" | grep "^storwatch_collector_last_success_timestamp_seconds{{collector=\"$2\"}}" | cut -d' ' -f2; }}
-runs() {{
-    t=$(last "$1" "$2"); n=0
-    for i in $(seq 300); do
-        sleep 0.1; u=$(last "$1" "$2")
-        if [ "$u" != "$t" ]; then t=$u; n=$((n + 1)); [ $n -ge "$3" ] && return 0; fi
-    done
-    echo "timeout waiting for $3 runs of $2"; return 1
-}}
-ready() {{ for i in $(seq 300); do wget -q -O /dev/null "$1/-/ready" && return 0; sleep 0.1; done; echo "agent $1 not ready"; return 1; }}
-echo "=== devices"
+{helpers}echo "=== devices"
 for d in sda sdb; do echo "$d $(readlink -f /sys/block/$d)"; done
 
 # 1. Root agent: SMART against smartctl read right after.

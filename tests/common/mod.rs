@@ -249,6 +249,22 @@ pub fn guest_available() -> bool {
     tools && kernel
 }
 
+/// Shell functions for the agent inside a guest script (busybox sh), put in with `{helpers}`:
+/// `scrape URL` (its /metrics), `last URL COLLECTOR` (the collector's last success time),
+/// `runs URL COLLECTOR N` (waits until the collector has finished N more runs), `ready URL`.
+pub const GUEST_SH: &str = r#"scrape() { wget -q -O - "$1/metrics"; }
+last() { scrape "$1" | grep "^storwatch_collector_last_success_timestamp_seconds{collector=\"$2\"}" | cut -d' ' -f2; }
+runs() {
+    t=$(last "$1" "$2"); n=0
+    for i in $(seq 300); do
+        sleep 0.1; u=$(last "$1" "$2")
+        if [ "$u" != "$t" ]; then t=$u; n=$((n + 1)); [ $n -ge "$3" ] && return 0; fi
+    done
+    echo "timeout waiting for $3 runs of $2"; return 1
+}
+ready() { for i in $(seq 300); do wget -q -O /dev/null "$1/-/ready" && return 0; sleep 0.1; done; echo "agent $1 not ready"; return 1; }
+"#;
+
 /// Boots the QEMU guest once (tests/guest/run.sh, see tests/guest/README.md) with `flags`, runs the
 /// shell `script` in it with the host programs `binaries` carried in at their host paths, and
 /// returns what the script wrote (stdout and stderr). Panics, with the guest console's tail, when
