@@ -13,7 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::loopdev::{LoopDevice, serial};
 use common::{Agent, in_ci, require_root, sample, tool};
@@ -58,19 +58,12 @@ fn unix_now() -> f64 {
 
 /// The first scrape on which every collector in `collectors` has a run finished after unix time `t`.
 fn runs_after(agent: &Agent, collectors: &[&str], t: f64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let body = agent.metrics();
-        let done = collectors.iter().all(|c| {
+    agent.wait_for(Duration::from_secs(20), &format!("a run of {collectors:?} after {t}"), |body| {
+        collectors.iter().all(|c| {
             let series = format!("storwatch_collector_last_success_timestamp_seconds{{collector=\"{c}\"}}");
-            sample(&body, &series).is_some_and(|s| s > t)
-        });
-        if done {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "no run of {collectors:?} after {t}:\n{body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            sample(body, &series).is_some_and(|s| s > t)
+        })
+    })
 }
 
 fn value(body: &str, series: &str) -> f64 {
@@ -101,8 +94,10 @@ fn rebuilt_object_loads_and_counts() {
     };
     let (reads, writes) = (count(Op::Read), count(Op::Write));
     direct_io(&lo.node(), 200);
-    assert!(count(Op::Write) >= writes + 200, "writes counted: {} -> {}", writes, count(Op::Write));
-    assert!(count(Op::Read) >= reads + 200, "reads counted: {} -> {}", reads, count(Op::Read));
+    // Of 200 requests, one may go unseen: the occasional completion the programs do not see, the
+    // same 0.5 % loop_device_histograms_match_diskstats allows (see there).
+    assert!(count(Op::Write) >= writes + 199, "writes counted: {} -> {}", writes, count(Op::Write));
+    assert!(count(Op::Read) >= reads + 199, "reads counted: {} -> {}", reads, count(Op::Read));
     assert!(programs.map_bytes() > 0, "map memory is reported");
 }
 
