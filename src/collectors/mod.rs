@@ -15,7 +15,7 @@ pub mod sata;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -242,9 +242,12 @@ impl fmt::Display for CollectError {
 /// with thousands of devices these are most of a collection's cost). Longer files are read on to
 /// their end.
 pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    read_to_end_small(std::fs::File::open(path)?)
+}
+
+fn read_to_end_small(mut file: std::fs::File) -> io::Result<Vec<u8>> {
     use std::io::Read;
     const PAGE: usize = 4096;
-    let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0; PAGE];
     let mut len = 0;
     loop {
@@ -263,6 +266,50 @@ pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
     }
     buf.truncate(len);
     Ok(buf)
+}
+
+/// A sysfs directory whose attributes are read by name: the directory's path is walked once,
+/// then each open walks one component (`openat`). Path lookup is most of the kernel's cost of
+/// a small sysfs read, so a device's eight queue files cost about a third less this way.
+pub struct AttrDir {
+    fd: std::os::fd::OwnedFd,
+    path: PathBuf,
+}
+
+impl AttrDir {
+    /// Opens `path` as an `O_PATH` directory handle (no read permission needed).
+    pub fn open(path: PathBuf) -> io::Result<AttrDir> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the path"))?;
+        // SAFETY: `c` is a valid NUL-terminated string; the returned descriptor is checked and
+        // owned from here on.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and nothing else owns it.
+        Ok(AttrDir { fd: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }, path })
+    }
+
+    /// Reads the attribute `name` (a path relative to the directory) as [`read_small`] does.
+    pub fn read(&self, name: &std::ffi::CStr) -> io::Result<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `self.fd` is an open directory descriptor and `name` is NUL-terminated; the
+        // returned descriptor is checked and owned by the File.
+        let fd =
+            unsafe { libc::openat(self.fd.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        read_to_end_small(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+    }
+
+    /// The path of the attribute `name`, for error messages.
+    pub fn path(&self, name: &std::ffi::CStr) -> PathBuf {
+        self.path.join(name.to_string_lossy().as_ref())
+    }
 }
 
 /// Reads a small sysfs/procfs attribute, trimmed. `Ok(None)` when the file does not exist:

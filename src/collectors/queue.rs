@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::{CollectError, Collector, DeviceFilter, Output, read_attr};
+use super::{AttrDir, CollectError, Collector, DeviceFilter, Output};
 use crate::checks;
 use crate::config::SchedulerCheck;
 use crate::metrics::Family;
@@ -51,27 +51,39 @@ pub struct QueueSettings {
     pub io_timeout_ms: Option<u64>,
 }
 
+/// The queue files read, in [`QueueSettings`]' order.
+const FILES: [&std::ffi::CStr; 8] = [
+    c"scheduler",
+    c"rotational",
+    c"nr_requests",
+    c"read_ahead_kb",
+    c"max_sectors_kb",
+    c"write_cache",
+    c"wbt_lat_usec",
+    c"io_timeout",
+];
+
 fn read_settings(paths: &Paths, device: &str, errors: &mut Vec<CollectError>) -> QueueSettings {
     let dir = paths.sys("block").join(device).join("queue");
-    let mut text = |name: &str| {
-        read_attr(&dir.join(name)).unwrap_or_else(|e| {
-            errors.push(e);
-            None
-        })
+    let raw: Vec<Option<String>> = match AttrDir::open(dir.clone()) {
+        Ok(d) => FILES
+            .iter()
+            .map(|name| match d.read(name) {
+                Ok(b) => Some(String::from_utf8_lossy(&b).trim().to_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    errors.push(CollectError::io(&d.path(name), &e));
+                    None
+                }
+            })
+            .collect(),
+        // A device without a queue directory (or gone meanwhile) has no settings.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![None; FILES.len()],
+        Err(e) => {
+            errors.push(CollectError::io(&dir, &e));
+            vec![None; FILES.len()]
+        }
     };
-    let raw: Vec<Option<String>> = [
-        "scheduler",
-        "rotational",
-        "nr_requests",
-        "read_ahead_kb",
-        "max_sectors_kb",
-        "write_cache",
-        "wbt_lat_usec",
-        "io_timeout",
-    ]
-    .into_iter()
-    .map(&mut text)
-    .collect();
     let mut number = |i: usize, name: &str| {
         let v = raw[i].as_deref()?;
         v.parse::<u64>()
