@@ -463,27 +463,35 @@ fn retransmits_and_probe_loss_follow_injected_loss() {
     assert_eq!(sample(&body, INTERNAL), Some(0.0));
 }
 
-/// `ip -s -s -j link show dev <if>` in the namespace, as (name, value) pairs named as sysfs names
-/// its statistics files.
+/// `ip -s -s -j link show dev <if>` in the namespace (struct rtnl_link_stats64 over netlink), as
+/// (metric, value) pairs; where /proc/net/dev prints a sum of fields (net/core/net-procfs.c), the
+/// same sum.
 fn ip_link_counters(ns: &Netns) -> Vec<(&'static str, f64)> {
     let json: serde_json::Value =
         serde_json::from_str(&ns.exec(&["ip", "-s", "-s", "-j", "link", "show", "dev", CLIENT_IF])).unwrap();
     let link = &json[0];
     let s = &link["stats64"];
     let v = |x: &serde_json::Value| x.as_f64().unwrap_or_else(|| panic!("{x} in {link}"));
+    let sum = |dir: &str, fields: &[&str]| fields.iter().map(|f| v(&s[dir][f])).sum::<f64>();
     vec![
         ("storwatch_network_receive_bytes_total", v(&s["rx"]["bytes"])),
         ("storwatch_network_receive_packets_total", v(&s["rx"]["packets"])),
         ("storwatch_network_receive_errs_total", v(&s["rx"]["errors"])),
-        ("storwatch_network_receive_drop_total", v(&s["rx"]["dropped"])),
+        ("storwatch_network_receive_drop_total", sum("rx", &["dropped", "missed_errors"])),
         ("storwatch_network_receive_fifo_total", v(&s["rx"]["fifo_errors"])),
-        ("storwatch_network_receive_frame_total", v(&s["rx"]["frame_errors"])),
+        (
+            "storwatch_network_receive_frame_total",
+            sum("rx", &["length_errors", "over_errors", "crc_errors", "frame_errors"]),
+        ),
         ("storwatch_network_transmit_bytes_total", v(&s["tx"]["bytes"])),
         ("storwatch_network_transmit_packets_total", v(&s["tx"]["packets"])),
         ("storwatch_network_transmit_errs_total", v(&s["tx"]["errors"])),
         ("storwatch_network_transmit_drop_total", v(&s["tx"]["dropped"])),
         ("storwatch_network_transmit_fifo_total", v(&s["tx"]["fifo_errors"])),
-        ("storwatch_network_transmit_carrier_total", v(&s["tx"]["carrier_errors"])),
+        (
+            "storwatch_network_transmit_carrier_total",
+            sum("tx", &["carrier_errors", "aborted_errors", "window_errors", "heartbeat_errors"]),
+        ),
         ("storwatch_network_carrier_changes_total", v(&s["tx"]["carrier_changes"])),
         ("storwatch_network_mtu_bytes", v(&link["mtu"])),
     ]

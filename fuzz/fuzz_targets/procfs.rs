@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
         4 => drop(queue::parse_scheduler(&text)),
         5 => drop(fabric::tcp::parse_pairs(&text)),
         6 => drop(fabric::nfs::parse_mountstats(&text)),
-        7 => drop((fabric::netdev::parse_speed(&text), fabric::netdev::parse_u64(&text))),
+        7 => drop((
+            fabric::netdev::parse_speed(&text),
+            fabric::netdev::parse_u64(&text),
+            fabric::netdev::parse_proc_net_dev(&text),
+        )),
         8 => drop(biolatency::parse_memlock(rest)),
         _ => drop(diskstats::parse_line(&text)),
     }

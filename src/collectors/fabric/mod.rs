@@ -1,4 +1,5 @@
-//! The storage fabric: the fabric interfaces' counters and link state (`netdev.rs`, sysfs), the
+//! The storage fabric: the fabric interfaces' counters and link state (`netdev.rs`, /proc/net/dev
+//! and sysfs), the
 //! host's TCP counters (`tcp.rs`, /proc/net/snmp and netstat), per storage target the TCP state
 //! of its connections (`sockdiag.rs`, netlink sock_diag) and an active connect probe
 //! (`probe.rs`), NFS mounts' RPC counts (`nfs.rs`, mountstats); and the `network_bandwidth` and
@@ -223,9 +224,14 @@ impl Collector for Fabric {
                 ),
             });
         }
+        let counters = if names.is_empty() {
+            Default::default()
+        } else {
+            netdev::read_proc_net_dev(&self.paths, &mut errors)
+        };
         let netdevs: BTreeMap<String, NetDev> = names
             .iter()
-            .filter_map(|n| netdev::read_netdev(&self.paths, n, &mut errors))
+            .filter_map(|n| netdev::read_netdev(&self.paths, n, counters.get(n), &mut errors))
             .map(|d| (d.name.clone(), d))
             .collect();
         let tcp = self.read_tcp(&mut errors);
@@ -267,7 +273,7 @@ impl Collector for Fabric {
             "Times the link went up or down (carrier_changes).",
         );
         let mut stats: Vec<Family> =
-            STATISTICS.iter().map(|(_, name, help)| Family::counter(name, help)).collect();
+            STATISTICS.iter().map(|(_, _, name, help)| Family::counter(name, help)).collect();
         let mut loss = Family::gauge(
             "storwatch_network_loss_ratio",
             "(errors + drops) / (packets + errors + drops) of the fabric interface over the window, both directions.",
