@@ -20,11 +20,14 @@
 #   bpftool fio  scripts/bench-biolatency.sh (program run times, 4 KiB random read IOPS)
 #   prometheus-node-exporter  the oracle for the hwmon temperatures on the fixture sysfs tree
 #   systemd      systemd-analyze verify / security for the unit (tests/prod.rs; Debian's images have it)
+#   libfuse3-dev pkg-config fuse3  build and mount tests/data/errfs.c, a FUSE filesystem whose files
+#                answer EAGAIN / EIO: a sysfs attribute failing with EAGAIN (tests/faults.rs)
 # and, from crates.io (kept when already installed): cargo-fuzz (scripts/fuzz.sh: libFuzzer on the
 # parsers, stable with -s none) and cargo-deb (builds the .deb, tests/prod.rs).
 set -euo pipefail
 packages=(prometheus prometheus-alertmanager python3 sysstat util-linux iproute2 iptables busybox-static faketime
-    openssl curl wrk apache2-utils clang llvm libbpf-dev bpftool fio prometheus-node-exporter systemd)
+    openssl curl wrk apache2-utils clang llvm libbpf-dev bpftool fio prometheus-node-exporter systemd
+    libfuse3-dev pkg-config fuse3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

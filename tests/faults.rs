@@ -314,3 +314,109 @@ fn the_wall_clock_jumping() {
     }
     assert!(agent.alive());
 }
+
+/// tests/data/errfs.c, built and mounted on a temporary directory; unmounted when dropped.
+/// None (a skip, or a failure under CI) without root, gcc or libfuse3's headers.
+struct ErrFs {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl ErrFs {
+    fn mount() -> Option<ErrFs> {
+        if !common::require_root() || common::tool("gcc").is_none() || common::tool("pkg-config").is_none() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let flags =
+            std::process::Command::new("pkg-config").args(["--cflags", "--libs", "fuse3"]).output().unwrap();
+        if !flags.status.success() {
+            assert!(!common::in_ci(), "libfuse3-dev is required under CI=true; scripts/test.sh installs it");
+            eprintln!("skipping: libfuse3-dev is not installed");
+            return None;
+        }
+        let bin = dir.path().join("errfs");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/errfs.c");
+        let built = std::process::Command::new("gcc")
+            .arg("-o")
+            .arg(&bin)
+            .arg(&src)
+            .args(String::from_utf8_lossy(&flags.stdout).split_whitespace())
+            .status()
+            .unwrap();
+        assert!(built.success(), "building {}", src.display());
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let child = std::process::Command::new(&bin).args(["-f", "-s"]).arg(&mnt).spawn().unwrap();
+        let fs = ErrFs { child, dir };
+        let deadline = Instant::now() + WAIT;
+        while std::fs::read_to_string(fs.file("value")).ok().as_deref() != Some("42000\n") {
+            assert!(Instant::now() < deadline, "errfs did not come up on {}", mnt.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(fs)
+    }
+
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join("mnt").join(name)
+    }
+}
+
+impl Drop for ErrFs {
+    fn drop(&mut self) {
+        // SIGTERM: libfuse unmounts and exits.
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// EAGAIN from a sysfs attribute, as hwmon drivers answer while a sensor is busy. No file on an
+/// ordinary filesystem can return it, so the attribute is a link into errfs (tests/data/errfs.c),
+/// a FUSE filesystem whose `eagain` file the real kernel reads as EAGAIN: a stand-in for the
+/// driver, said here. The chip's other sensor, read through the same FUSE mount, is still
+/// exported; the hwmon collector counts an io error every run and says which file; the agent serves on.
+#[test]
+fn eagain_from_a_sensor_costs_only_that_reading() {
+    let Some(fs) = ErrFs::mount() else { return };
+    let err = std::fs::read(fs.file("eagain")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EAGAIN), "the kernel answers EAGAIN: {err}");
+    let tmp = tempfile::tempdir().unwrap();
+    let sys = tmp.path().join("sys");
+    let chip = sys.join("devices/platform/busy.0/hwmon/hwmon0");
+    std::fs::create_dir_all(&chip).unwrap();
+    std::fs::write(chip.join("name"), "busy\n").unwrap();
+    std::os::unix::fs::symlink(fs.file("eagain"), chip.join("temp1_input")).unwrap();
+    std::os::unix::fs::symlink(fs.file("value"), chip.join("temp2_input")).unwrap();
+    std::os::unix::fs::symlink("../../../busy.0", chip.join("device")).unwrap();
+    std::fs::create_dir_all(sys.join("class/hwmon")).unwrap();
+    std::os::unix::fs::symlink("../../devices/platform/busy.0/hwmon/hwmon0", sys.join("class/hwmon/hwmon0"))
+        .unwrap();
+    std::fs::create_dir_all(sys.join("block")).unwrap();
+
+    let mut agent = Agent::start(&[
+        &format!("--path.sysfs={}", sys.display()),
+        &format!("--path.procfs={}", common::fixtures().join("proc").display()),
+        "--collector.hwmon.interval=200ms",
+    ]);
+    agent.wait_ready();
+    let io = "storwatch_collector_errors_total{collector=\"hwmon\",kind=\"io\"}";
+    let body = agent.wait_for(WAIT, "the EAGAIN counted", |b| sample(b, io).is_some_and(|v| v >= 1.0));
+    assert_eq!(sample(&body, "storwatch_collector_success{collector=\"hwmon\"}"), Some(1.0));
+    let temp = |sensor: &str| {
+        sample(
+            &body,
+            &format!("storwatch_hwmon_temp_celsius{{chip=\"platform_busy_0\",sensor=\"{sensor}\"}}"),
+        )
+    };
+    assert_eq!(temp("temp2"), Some(42.0), "the readable sensor, through the same FUSE mount");
+    assert_eq!(temp("temp1"), None, "the busy sensor is left out, not reported as 0");
+    let first = sample(&body, io).unwrap();
+    agent.wait_for(WAIT, "the EAGAIN counted again", |b| sample(b, io).is_some_and(|v| v > first));
+    assert!(agent.alive());
+    let log = agent.drain_log().join("\n");
+    assert!(
+        log.contains("temp1_input") && log.contains("Resource temporarily unavailable"),
+        "the log names the file and the error:\n{log}"
+    );
+}
