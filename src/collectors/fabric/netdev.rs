@@ -160,6 +160,7 @@ pub struct NetDev {
     pub duplex: Option<String>,
     pub mtu: Option<u64>,
     pub operstate: Option<String>,
+    /// Read only when operstate is `unknown`, the one case [`NetDev::link_up`] looks at it.
     pub carrier: Option<bool>,
     pub carrier_changes: Option<u64>,
     /// Tells a re-created interface of the same name (counters from zero) from the old one.
@@ -228,7 +229,8 @@ pub fn read_netdev(
     dev.duplex = text(c"duplex").map(|(_, v)| v).filter(|v| !v.is_empty());
     dev.operstate = text(c"operstate").map(|(_, v)| v);
     let mtu = text(c"mtu");
-    let carrier = text(c"carrier");
+    // Carrier only decides whether a link is up when operstate is `unknown` (see `link_up`).
+    let carrier = if dev.operstate.as_deref() == Some("unknown") { text(c"carrier") } else { None };
     let changes = text(c"carrier_changes");
     let ifindex = text(c"ifindex");
     let mut number = |v: Option<(&CStr, String)>| {
@@ -362,9 +364,18 @@ mod tests {
         assert_eq!((eth0.duplex.as_deref(), eth0.mtu), (Some("full"), Some(1500)));
         assert_eq!(
             (eth0.operstate.as_deref(), eth0.carrier, eth0.carrier_changes),
-            (Some("up"), Some(true), Some(2))
+            (Some("up"), None, Some(2)),
+            "carrier is not read while operstate says up"
         );
         assert!(eth0.link_up());
+        // A driver that does not track operstate (tun): carrier decides.
+        let class = dir.path().join("sys/class/net/eth0");
+        std::fs::write(class.join("operstate"), "unknown\n").unwrap();
+        let eth0 = read_netdev(&paths, "eth0", None, &mut errors).unwrap();
+        assert_eq!((eth0.carrier, eth0.link_up()), (Some(true), true));
+        std::fs::write(class.join("carrier"), "0\n").unwrap();
+        let eth0 = read_netdev(&paths, "eth0", None, &mut errors).unwrap();
+        assert_eq!((eth0.carrier, eth0.link_up()), (Some(false), false));
         assert_eq!(eth0.stats, [None; 12], "no /proc/net/dev line given");
         let (names, missing) = fabric_interfaces(&paths, &["bond0".into(), "gone0".into()]).unwrap();
         assert_eq!((names, missing), (vec!["bond0".to_owned()], vec!["gone0".to_owned()]));
