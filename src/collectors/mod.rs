@@ -245,26 +245,23 @@ pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
     read_to_end_small(std::fs::File::open(path)?)
 }
 
+/// The first read goes into a page on the stack and only what came is allocated: a 4 KiB heap
+/// buffer per attribute is past the allocator's small-size caches and cost more than the read.
 fn read_to_end_small(mut file: std::fs::File) -> io::Result<Vec<u8>> {
     use std::io::Read;
     const PAGE: usize = 4096;
-    let mut buf = vec![0; PAGE];
-    let mut len = 0;
-    loop {
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                len += n;
-                if len < PAGE {
-                    break;
-                }
-                buf.resize(len + PAGE, 0);
-            }
+    let mut page = [0u8; PAGE];
+    let first = loop {
+        match file.read(&mut page) {
+            Ok(n) => break n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+    };
+    let mut buf = page[..first].to_vec();
+    if first == PAGE {
+        file.read_to_end(&mut buf)?;
     }
-    buf.truncate(len);
     Ok(buf)
 }
 
