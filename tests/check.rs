@@ -146,7 +146,7 @@ fn fixture_args(sys: &tempfile::TempDir) -> Vec<String> {
         // The kernel log is this machine's, not the fixture's.
         "--no-collector.kmsg".to_owned(),
         // The fixture's 1 Gb/s eth0 fails network_bandwidth; the fabric checks are tested in
-        // tests/fabric.rs and in the golden file.
+        // tests/fabric.rs.
         "--no-collector.fabric".to_owned(),
         // The Docker engine is this machine's; its checks are tested in tests/docker.rs.
         "--no-collector.docker".to_owned(),

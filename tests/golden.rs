@@ -33,7 +33,12 @@ fn normalise(body: &str) -> String {
 
 fn fixture_agent(sys: &tempfile::TempDir) -> Agent {
     let procfs = fixtures().join("proc");
+    // Fabric link state comes from this machine's network namespace (rtnetlink), not from the
+    // tree: the fabric interface is one that exists nowhere, reported as missing.
+    let config = sys.path().join("golden.toml");
+    std::fs::write(&config, "[fabric]\ninterfaces = [\"golden0\"]\n").unwrap();
     let agent = Agent::start(&[
+        &format!("--config.file={}", config.display()),
         &format!("--path.procfs={}", procfs.display()),
         &format!("--path.sysfs={}", sys.path().join("sys").display()),
         // An empty /dev: this machine's kernel log and NVMe nodes would make the output vary.

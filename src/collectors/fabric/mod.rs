@@ -1,22 +1,23 @@
-//! The storage fabric: the fabric interfaces' counters and link state (`netdev.rs`, /proc/net/dev
-//! and sysfs), the
-//! host's TCP counters (`tcp.rs`, /proc/net/snmp and netstat), per storage target the TCP state
-//! of its connections (`sockdiag.rs`, netlink sock_diag) and an active connect probe
+//! The storage fabric: the fabric interfaces (`netdev.rs`, sysfs and ethtool) with their link state and
+//! counters (`rtnl.rs`, one rtnetlink dump), the host's TCP counters (`tcp.rs`, /proc/net/snmp
+//! and netstat), per storage target the TCP state of its connections (`sockdiag.rs`, netlink
+//! sock_diag) and an active connect probe
 //! (`probe.rs`), NFS mounts' RPC counts (`nfs.rs`, mountstats); and the `network_bandwidth` and
 //! `packet_loss` checks.
 //!
 //! Storage targets are the configured `[fabric] targets` plus the remote end of every
 //! established TCP connection to one of the storage `ports`. A discovered target leaves the
-//! metrics with its last connection; a configured one stays (with 0 connections). sock_diag and
-//! the probe see the agent's own network namespace.
+//! metrics with its last connection; a configured one stays (with 0 connections). rtnetlink,
+//! sock_diag and the probe see the agent's own network namespace: run it in the host's.
 
 pub mod netdev;
 pub mod nfs;
 pub mod probe;
+pub mod rtnl;
 pub mod sockdiag;
 pub mod tcp;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,25 @@ impl Fabric {
             prober,
             prev: Previous::default(),
             totals: BTreeMap::new(),
+        }
+    }
+
+    /// Every interface of this network namespace from one rtnetlink dump.
+    fn read_links(&self, errors: &mut Vec<CollectError>) -> HashMap<String, NetDev> {
+        match rtnl::dump() {
+            Ok(p) => {
+                if p.bad > 0 {
+                    errors.push(CollectError {
+                        kind: ErrorKind::Parse,
+                        message: format!("rtnetlink: {} link records could not be decoded", p.bad),
+                    });
+                }
+                p.links
+            }
+            Err(e) => {
+                errors.push(CollectError::io(std::path::Path::new("netlink RTM_GETLINK"), &e));
+                HashMap::new()
+            }
         }
     }
 
@@ -224,14 +244,33 @@ impl Collector for Fabric {
                 ),
             });
         }
-        let counters = if names.is_empty() {
-            Default::default()
-        } else {
-            netdev::read_proc_net_dev(&self.paths, &mut errors)
+        let mut links = if names.is_empty() { HashMap::new() } else { self.read_links(&mut errors) };
+        let ethtool = match netdev::Ethtool::open() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                errors.push(CollectError::io(std::path::Path::new("ethtool socket"), &e));
+                None
+            }
         };
         let netdevs: BTreeMap<String, NetDev> = names
             .iter()
-            .filter_map(|n| netdev::read_netdev(&self.paths, n, counters.get(n), &mut errors))
+            .filter_map(|n| match links.remove(n) {
+                Some(link) => Some(match &ethtool {
+                    Some(e) => netdev::with_speed(e, link, &mut errors),
+                    None => link,
+                }),
+                None => {
+                    errors.push(CollectError {
+                        kind: ErrorKind::Io,
+                        message: format!(
+                            "fabric interface {n} is in {} but not in the agent's network namespace \
+                             (run the agent in the host's)",
+                            self.paths.sys("class/net").display()
+                        ),
+                    });
+                    None
+                }
+            })
             .map(|d| (d.name.clone(), d))
             .collect();
         let tcp = self.read_tcp(&mut errors);
@@ -273,7 +312,7 @@ impl Collector for Fabric {
             "Times the link went up or down (carrier_changes).",
         );
         let mut stats: Vec<Family> =
-            STATISTICS.iter().map(|(_, _, name, help)| Family::counter(name, help)).collect();
+            STATISTICS.iter().map(|(_, name, help)| Family::counter(name, help)).collect();
         let mut loss = Family::gauge(
             "storwatch_network_loss_ratio",
             "(errors + drops) / (packets + errors + drops) of the fabric interface over the window, both directions.",

@@ -163,7 +163,7 @@ pub fn dump() -> io::Result<Parsed> {
     Ok(parsed)
 }
 
-fn set_receive_timeout(socket: &Socket, seconds: i64) -> io::Result<()> {
+pub(super) fn set_receive_timeout(socket: &Socket, seconds: i64) -> io::Result<()> {
     let tv = libc::timeval { tv_sec: seconds, tv_usec: 0 };
     // SAFETY: the fd is a valid open socket owned by `socket` for this call, and `tv` is a valid
     // timeval whose size is passed with it.
