@@ -12,7 +12,9 @@ collectors read, at the given sizes:
   (Composite temperature, max, crit) each; they have no device node, as on a host where the
   agent lacks CAP_SYS_ADMIN;
 - INTERFACES physical interfaces ethN (a `device` link each, 25 Gb/s, up) in /sys/class/net with
-  every statistics file, and in /proc/net/dev.
+  every statistics file (node_exporter's netclass; storwatch takes only which are physical from
+  here, the rest from rtnetlink and ethtool in the namespace bench-scale.sh makes), and in
+  /proc/net/dev (node_exporter's netdev).
 File formats follow the kernel's (and ../shared/fixtures/node-exporter where it has them).
 """
 import os

@@ -304,7 +304,7 @@ impl Collector for Fabric {
             Family::gauge("storwatch_network_up", "1 when the fabric interface's link is up (operstate).");
         let mut speed = Family::gauge(
             "storwatch_network_speed_bytes",
-            "Link speed in bytes per second (sysfs speed, Mb/s x 125000); absent when the interface reports none.",
+            "Link speed in bytes per second (ethtool speed, Mb/s x 125000); absent when the interface reports none.",
         );
         let mut mtu = Family::gauge("storwatch_network_mtu_bytes", "MTU of the fabric interface.");
         let mut changes = Family::counter(
