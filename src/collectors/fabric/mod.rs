@@ -1,9 +1,8 @@
-//! The storage fabric: the fabric interfaces (`netdev.rs`, sysfs and ethtool) with their link state and
-//! counters (`rtnl.rs`, one rtnetlink dump), the host's TCP counters (`tcp.rs`, /proc/net/snmp
-//! and netstat), per storage target the TCP state of its connections (`sockdiag.rs`, netlink
-//! sock_diag) and an active connect probe
-//! (`probe.rs`), NFS mounts' RPC counts (`nfs.rs`, mountstats); and the `network_bandwidth` and
-//! `packet_loss` checks.
+//! The storage fabric: the fabric interfaces (`netdev.rs`, sysfs and ethtool) with their link
+//! state and counters (`rtnl.rs`, one rtnetlink dump), the host's TCP counters (`tcp.rs`,
+//! /proc/net/snmp and netstat), per storage target the TCP state of its connections
+//! (`sockdiag.rs`, netlink sock_diag) and an active connect probe (`probe.rs`), NFS mounts' RPC
+//! counts (`nfs.rs`, mountstats); and the `network_bandwidth` and `packet_loss` checks.
 //!
 //! Storage targets are the configured `[fabric] targets` plus the remote end of every
 //! established TCP connection to one of the storage `ports`. A discovered target leaves the
@@ -244,13 +243,13 @@ impl Collector for Fabric {
                 ),
             });
         }
-        let mut links = if names.is_empty() { HashMap::new() } else { self.read_links(&mut errors) };
-        let ethtool = match netdev::Ethtool::open() {
-            Ok(e) => Some(e),
-            Err(e) => {
-                errors.push(CollectError::io(std::path::Path::new("ethtool socket"), &e));
-                None
-            }
+        let (mut links, ethtool) = if names.is_empty() {
+            (HashMap::new(), None)
+        } else {
+            let ethtool = netdev::Ethtool::open()
+                .map_err(|e| errors.push(CollectError::io(std::path::Path::new("ethtool socket"), &e)))
+                .ok();
+            (self.read_links(&mut errors), ethtool)
         };
         let netdevs: BTreeMap<String, NetDev> = names
             .iter()
