@@ -99,25 +99,6 @@ impl Fabric {
         }
     }
 
-    /// Every interface of this network namespace from one rtnetlink dump.
-    fn read_links(&self, errors: &mut Vec<CollectError>) -> HashMap<String, NetDev> {
-        match rtnl::dump() {
-            Ok(p) => {
-                if p.bad > 0 {
-                    errors.push(CollectError {
-                        kind: ErrorKind::Parse,
-                        message: format!("rtnetlink: {} link records could not be decoded", p.bad),
-                    });
-                }
-                p.links
-            }
-            Err(e) => {
-                errors.push(CollectError::io(std::path::Path::new("netlink RTM_GETLINK"), &e));
-                HashMap::new()
-            }
-        }
-    }
-
     fn read_tcp(&self, errors: &mut Vec<CollectError>) -> BTreeMap<(String, String), u64> {
         let mut all = BTreeMap::new();
         for rel in ["net/snmp", "net/netstat"] {
@@ -204,6 +185,26 @@ impl Fabric {
     }
 }
 
+/// A netlink dump's records; records that could not be decoded, or the dump failing, said in
+/// `errors` (the latter as no records).
+fn dumped<T: Default>(what: &str, dump: std::io::Result<(T, usize)>, errors: &mut Vec<CollectError>) -> T {
+    match dump {
+        Ok((records, bad)) => {
+            if bad > 0 {
+                errors.push(CollectError {
+                    kind: ErrorKind::Parse,
+                    message: format!("{what}: {bad} records could not be decoded"),
+                });
+            }
+            records
+        }
+        Err(e) => {
+            errors.push(CollectError::io(std::path::Path::new(&format!("netlink {what}")), &e));
+            T::default()
+        }
+    }
+}
+
 fn link_up_value(d: &NetDev) -> f64 {
     if d.link_up() { 1.0 } else { 0.0 }
 }
@@ -249,7 +250,7 @@ impl Collector for Fabric {
             let ethtool = netdev::Ethtool::open()
                 .map_err(|e| errors.push(CollectError::io(std::path::Path::new("ethtool socket"), &e)))
                 .ok();
-            (self.read_links(&mut errors), ethtool)
+            (dumped("rtnetlink", rtnl::dump().map(|p| (p.links, p.bad)), &mut errors), ethtool)
         };
         let netdevs: BTreeMap<String, NetDev> = names
             .iter()
@@ -273,21 +274,7 @@ impl Collector for Fabric {
             .map(|d| (d.name.clone(), d))
             .collect();
         let tcp = self.read_tcp(&mut errors);
-        let conns = match sockdiag::dump() {
-            Ok(p) => {
-                if p.bad > 0 {
-                    errors.push(CollectError {
-                        kind: ErrorKind::Parse,
-                        message: format!("sock_diag: {} socket records could not be decoded", p.bad),
-                    });
-                }
-                p.conns
-            }
-            Err(e) => {
-                errors.push(CollectError::io(std::path::Path::new("netlink sock_diag"), &e));
-                Vec::new()
-            }
-        };
+        let conns = dumped("sock_diag", sockdiag::dump().map(|p| (p.conns, p.bad)), &mut errors);
         let first = self.prev.at.is_none();
         let window = self.prev.at.map(|at| now.duration_since(at).as_secs_f64());
         let targets = self.targets(conns, first);
