@@ -92,7 +92,7 @@ steady() { # tree port interval_s window_s
     t1=$(stamp "$1" "$2"); c1=$(cpu "$pid")
     kill "$pid"; wait "$pid" 2>/dev/null || true
     awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v i="$3" \
-        'BEGIN{n = int((t1 - t0) / i + 0.5); printf "%.1f", n > 0 ? (c1 - c0) * 1000 / n : -1}'
+        'BEGIN{n = int((t1 - t0) / i + 0.5); printf "%.1f", (n > 0 ? (c1 - c0) * 1000 / n : -1)}'
 }
 
 printf '| disks | interfaces | storwatch CPU / collection | steady CPU / collection | sum of collector durations | storwatch CPU / scrape | median scrape | p99 scrape | lines | peak RSS | node_exporter CPU / scrape | median scrape | p99 scrape | lines | peak RSS |\n'
