@@ -10,6 +10,7 @@
 //! sock_diag and the probe see the agent's own network namespace: run it in the host's.
 
 pub mod netdev;
+mod netlink;
 pub mod nfs;
 pub mod probe;
 pub mod rtnl;

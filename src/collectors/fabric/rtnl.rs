@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::io;
 
-use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_ROUTE};
+use netlink_sys::protocols::NETLINK_ROUTE;
 
 use super::netdev::NetDev;
 
@@ -125,16 +125,9 @@ fn link(payload: &[u8]) -> Option<NetDev> {
 /// Decodes the netlink messages in one datagram of an RTM_GETLINK dump. Never panics on any
 /// input: a message whose length field does not fit ends the buffer as one bad message.
 pub fn parse_datagram(buf: &[u8], out: &mut Parsed) {
-    let mut offset = 0;
-    while offset < buf.len() {
-        let rest = &buf[offset..];
-        let len = u32_at(rest, 0).map_or(0, |l| l as usize);
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            out.bad += 1;
-            return;
-        }
-        let payload = &rest[NLMSG_HDRLEN..len];
-        match u16_at(rest, 4) {
+    let whole = super::netlink::each_message(buf, |m| {
+        let payload = &m[NLMSG_HDRLEN..];
+        match u16_at(m, 4) {
             Some(NLMSG_DONE) => out.done = true,
             Some(NLMSG_ERROR) => match u32_at(payload, 0).map(|e| e as i32) {
                 Some(0) => {}
@@ -149,7 +142,9 @@ pub fn parse_datagram(buf: &[u8], out: &mut Parsed) {
             },
             _ => {}
         }
-        offset += (len + 3) & !3;
+    });
+    if !whole {
+        out.bad += 1;
     }
 }
 
@@ -166,26 +161,13 @@ fn request(seq: u32) -> [u8; NLMSG_HDRLEN + IFINFOMSG_LEN] {
 
 /// Dumps the interfaces of this network namespace.
 pub fn dump() -> io::Result<Parsed> {
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
-    socket.connect(&NetlinkAddr::new(0, 0))?;
-    super::sockdiag::set_receive_timeout(&socket, 5)?;
+    let socket = super::netlink::socket(NETLINK_ROUTE)?;
     socket.send(&request(1), 0)?;
     let mut parsed = Parsed::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    while !parsed.done {
-        buf.clear();
-        if socket.recv(&mut buf, 0)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "rtnetlink: end of data before NLMSG_DONE",
-            ));
-        }
-        parse_datagram(&buf, &mut parsed);
-        if let Some(errno) = parsed.error {
-            return Err(io::Error::from_raw_os_error(-errno));
-        }
-    }
+    super::netlink::receive(&socket, "rtnetlink", |buf| {
+        parse_datagram(buf, &mut parsed);
+        (parsed.done, parsed.error)
+    })?;
     Ok(parsed)
 }
 

@@ -18,13 +18,12 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_sock_diag::inet::nlas::Nla;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags};
 use netlink_packet_sock_diag::{AF_INET, AF_INET6, IPPROTO_TCP, SockDiagMessage};
-use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
+use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
 /// What storwatch keeps of one established connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,18 +87,8 @@ pub struct Parsed {
 /// Decodes the netlink messages in one datagram of a sock_diag dump. Never panics on any input:
 /// a message whose length field does not fit ends the buffer as one bad message.
 pub fn parse_datagram(buf: &[u8], out: &mut Parsed) {
-    let mut offset = 0;
-    while offset < buf.len() {
-        let rest = &buf[offset..];
-        let len = match rest.get(..4) {
-            Some(b) => u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize,
-            None => 0,
-        };
-        if len < 16 || len > rest.len() {
-            out.bad += 1;
-            return;
-        }
-        match NetlinkMessage::<SockDiagMessage>::deserialize(&rest[..len]) {
+    let whole =
+        super::netlink::each_message(buf, |m| match NetlinkMessage::<SockDiagMessage>::deserialize(m) {
             Ok(m) => match m.payload {
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => match conn(&r) {
                     Some(c) => out.conns.push(c),
@@ -110,20 +99,16 @@ pub fn parse_datagram(buf: &[u8], out: &mut Parsed) {
                 _ => {}
             },
             Err(_) => out.bad += 1,
-        }
-        // NLMSG_ALIGN
-        offset += (len + 3) & !3;
+        });
+    if !whole {
+        out.bad += 1;
     }
 }
 
 /// Dumps the established TCP connections of this network namespace (IPv4, then IPv6).
 pub fn dump() -> io::Result<Parsed> {
-    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
-    socket.bind_auto()?;
-    socket.connect(&NetlinkAddr::new(0, 0))?;
-    set_receive_timeout(&socket, 5)?;
+    let socket = super::netlink::socket(NETLINK_SOCK_DIAG)?;
     let mut parsed = Parsed::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     for (seq, family) in [(1, AF_INET), (2, AF_INET6)] {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -145,38 +130,12 @@ pub fn dump() -> io::Result<Parsed> {
         packet.serialize(&mut request);
         socket.send(&request, 0)?;
         parsed.done = false;
-        while !parsed.done {
-            buf.clear();
-            let n = socket.recv(&mut buf, 0)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "sock_diag: end of data before NLMSG_DONE",
-                ));
-            }
-            parse_datagram(&buf, &mut parsed);
-            if let Some(errno) = parsed.error {
-                return Err(io::Error::from_raw_os_error(-errno));
-            }
-        }
+        super::netlink::receive(&socket, "sock_diag", |buf| {
+            parse_datagram(buf, &mut parsed);
+            (parsed.done, parsed.error)
+        })?;
     }
     Ok(parsed)
-}
-
-pub(super) fn set_receive_timeout(socket: &Socket, seconds: i64) -> io::Result<()> {
-    let tv = libc::timeval { tv_sec: seconds, tv_usec: 0 };
-    // SAFETY: the fd is a valid open socket owned by `socket` for this call, and `tv` is a valid
-    // timeval whose size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 #[cfg(test)]
