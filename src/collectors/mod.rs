@@ -303,6 +303,11 @@ impl AttrDir {
         read_to_end_small(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
     }
 
+    /// Reads the attribute `name` as [`read_attr`] does.
+    pub fn attr(&self, name: &std::ffi::CStr) -> Result<Option<String>, CollectError> {
+        attr_text(self.read(name), || self.path(name))
+    }
+
     /// The path of the attribute `name`, for error messages.
     pub fn path(&self, name: &std::ffi::CStr) -> PathBuf {
         self.path.join(name.to_string_lossy().as_ref())
@@ -312,10 +317,19 @@ impl AttrDir {
 /// Reads a small sysfs/procfs attribute, trimmed. `Ok(None)` when the file does not exist:
 /// "not present here" is not an error.
 pub fn read_attr(path: &Path) -> Result<Option<String>, CollectError> {
-    match read_small(path) {
+    attr_text(read_small(path), || path.to_owned())
+}
+
+/// A read attribute as trimmed text; an absent one is `None`, another failure an io error on
+/// `path` (made only then).
+fn attr_text(
+    read: io::Result<Vec<u8>>,
+    path: impl FnOnce() -> PathBuf,
+) -> Result<Option<String>, CollectError> {
+    match read {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).trim().to_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CollectError::io(path, &e)),
+        Err(e) => Err(CollectError::io(&path(), &e)),
     }
 }
 

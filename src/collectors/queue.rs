@@ -68,13 +68,11 @@ fn read_settings(paths: &Paths, device: &str, errors: &mut Vec<CollectError>) ->
     let raw: Vec<Option<String>> = match AttrDir::open(dir.clone()) {
         Ok(d) => FILES
             .iter()
-            .map(|name| match d.read(name) {
-                Ok(b) => Some(String::from_utf8_lossy(&b).trim().to_owned()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => {
-                    errors.push(CollectError::io(&d.path(name), &e));
+            .map(|name| {
+                d.attr(name).unwrap_or_else(|e| {
+                    errors.push(e);
                     None
-                }
+                })
             })
             .collect(),
         // A device without a queue directory (or gone meanwhile) has no settings.
