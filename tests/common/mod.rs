@@ -11,11 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// `../shared/fixtures/node-exporter`, or `$STORWATCH_FIXTURES`.
+/// node_exporter's captured procfs and sysfs: `tests/fixtures/node-exporter` (see its NOTICE.md).
 pub fn fixtures() -> PathBuf {
-    std::env::var_os("STORWATCH_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/node-exporter"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/node-exporter")
 }
 
 /// The fixture sysfs tree unpacked into a fresh temporary directory; `<dir>/sys` is the root.
