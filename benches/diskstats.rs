@@ -1,9 +1,10 @@
 //! What one diskstats pass costs on a host with many disks: a synthetic `/proc/diskstats` of 1,000
 //! whole devices (20-field lines, all kept by the default exclude regex), measured as
 //!
-//! - `parse_bytes`: `collectors::diskstats::parse` of the file's bytes;
-//! - `collect`: one `Diskstats::collect()` on a temp procfs holding the file (read, parse, filter,
-//!   window gauges, latency checks, families), after a warm-up run so the window gauges exist;
+//! - `parse_bytes`: `sources::diskstats::parse` of the file's bytes;
+//! - `collect`: one diskstats sample on a temp procfs holding the file (read, parse, filter),
+//!   published into a state: the model's window rates, the families and the latency check,
+//!   after a warm-up run so the window exists;
 //! - `encode_text` / `encode_openmetrics`: `State::encode` of a state holding that run's output,
 //!   i.e. what one scrape of `/metrics` costs apart from HTTP.
 //!
@@ -15,13 +16,12 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use divan::{Bencher, black_box};
-use regex::Regex;
-
-use storwatch::collectors::diskstats::{DEFAULT_EXCLUDE, Diskstats, parse};
-use storwatch::collectors::{Collector, DeviceFilter};
-use storwatch::config::LatencyCheck;
+use storwatch::checks;
+use storwatch::families;
 use storwatch::metrics::Format;
 use storwatch::paths::Paths;
+use storwatch::sources::diskstats::{Diskstats, parse};
+use storwatch::sources::{DeviceFilter, Source};
 use storwatch::state::State;
 
 const DEVICES: &[usize] = &[1_000];
@@ -80,11 +80,22 @@ fn synthetic_diskstats(devices: usize) -> String {
     out
 }
 
-/// A procfs holding the synthetic file and an empty sysfs, kept alive with the collector.
+/// A procfs holding the synthetic file and an empty sysfs, kept alive with the source and a
+/// state it publishes into.
 struct Setup {
     _procfs: tempfile::TempDir,
     _sysfs: tempfile::TempDir,
-    collector: Diskstats,
+    source: Diskstats,
+    state: State,
+}
+
+impl Setup {
+    /// One run as the agent makes it: a sample, published into the state.
+    fn run(&mut self) {
+        let c = self.source.sample().unwrap();
+        assert!(c.errors.is_empty(), "{:?}", c.errors.first());
+        self.state.publish("diskstats", Duration::from_millis(1), Ok(c));
+    }
 }
 
 fn setup(devices: usize) -> Setup {
@@ -93,24 +104,22 @@ fn setup(devices: usize) -> Setup {
     std::fs::write(procfs.path().join("diskstats"), synthetic_diskstats(devices)).unwrap();
     let paths =
         Paths { procfs: procfs.path().to_owned(), sysfs: sysfs.path().to_owned(), ..Paths::default() };
-    let filter = DeviceFilter::new(None, Some(Regex::new(DEFAULT_EXCLUDE).unwrap()));
-    let mut collector = Diskstats::new(paths, filter, Duration::from_secs(5), LatencyCheck::default());
+    let source = Diskstats::new(paths, DeviceFilter::default(), Duration::from_secs(5));
+    let state = State::new(&["diskstats"], checks::Config::default(), families::Options::default());
+    let mut s = Setup { _procfs: procfs, _sysfs: sysfs, source, state };
     // Warm-up: the first run has no window; the second (and each measured one) has.
-    collector.collect().unwrap();
+    s.run();
     std::thread::sleep(Duration::from_millis(2));
-    let out = collector.collect().unwrap();
-    assert!(out.errors.is_empty(), "{:?}", out.errors.first());
-    assert_eq!(out.checks.len(), devices, "every device should have its window");
-    Setup { _procfs: procfs, _sysfs: sysfs, collector }
+    s.run();
+    let text = s.state.encode(Format::Text);
+    let judged = text.matches("storwatch_check_ok{check=\"storage_latency\"").count();
+    assert_eq!(judged, devices, "every device should have its window");
+    s
 }
 
 /// A state with one collected run of `devices` disks published, as the agent's scrapes see it.
 fn published_state(devices: usize) -> State {
-    let mut s = setup(devices);
-    let out = s.collector.collect().unwrap();
-    let state = State::new(&["diskstats"], vec!["storage_latency"]);
-    state.publish("diskstats", Duration::from_millis(1), Ok((out.families, out.checks)), &out.errors);
-    state
+    setup(devices).state
 }
 
 #[divan::bench(args = DEVICES)]
@@ -124,7 +133,7 @@ fn parse_bytes(bencher: Bencher, devices: usize) {
 #[divan::bench(args = DEVICES)]
 fn collect(bencher: Bencher, devices: usize) {
     let mut s = setup(devices);
-    bencher.bench_local(|| s.collector.collect().unwrap());
+    bencher.bench_local(|| s.run());
 }
 
 #[divan::bench(args = DEVICES)]

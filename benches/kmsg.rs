@@ -6,7 +6,7 @@
 //! Run: `cargo bench --bench kmsg`
 
 use divan::counter::ItemsCount;
-use storwatch::collectors::kmsg::{classify, record};
+use storwatch::sources::kmsg::{classify, record};
 
 const ORDINARY: &[&str] = &[
     "Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)",

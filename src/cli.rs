@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use clap::{Arg, ArgAction, Parser, ValueEnum};
 use regex::Regex;
 
-use crate::collectors::REGISTRY;
-use crate::collectors::diskstats::DEFAULT_EXCLUDE;
 use crate::paths::Paths;
+use crate::report::Output as ReportFormat;
+use crate::sources::{DEFAULT_EXCLUDE, DeviceFilter, REGISTRY, docker};
 
 const ABOUT: &str = "Storage health agent: disk latency and IOPS, judged against the operations \
 manual's thresholds, exported for Prometheus. Runs on its built-in defaults with no arguments.";
@@ -21,8 +21,7 @@ manual's thresholds, exported for Prometheus. Runs on its built-in defaults with
     name = "storwatch",
     version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("STORWATCH_REVISION"), ")"),
     about = ABOUT,
-    after_help = "Collector flags (--collector.<name>, --no-collector.<name>, --collector.<name>.interval) \
-                  exist for: diskstats, kmsg, queue, host, fabric, nvme, sata, hwmon, docker, biolatency. The device filter applies to diskstats, queue, sata and biolatency."
+    after_help = after_help()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -108,6 +107,16 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// The note under the flags, naming every collector from the registry.
+fn after_help() -> String {
+    let names: Vec<&str> = REGISTRY.iter().map(|s| s.name).collect();
+    format!(
+        "Collector flags (--collector.<name>, --no-collector.<name>, --collector.<name>.interval) exist for: {}. \
+         The device filter applies to diskstats, queue, sata and biolatency.",
+        names.join(", ")
+    )
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Subcommand {
     /// Take two samples over --window, evaluate every check once and print a report. Exit status:
@@ -121,14 +130,6 @@ pub enum Subcommand {
         #[arg(long, value_name = "FORMAT", default_value = "table")]
         output: ReportFormat,
     },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum ReportFormat {
-    /// Aligned columns; colour on a terminal (NO_COLOR turns it off).
-    Table,
-    /// One JSON document.
-    Json,
 }
 
 /// Per collector: enabled or not, and its interval. The flags are made from the registry.
@@ -260,7 +261,7 @@ impl Cli {
         }
     }
 
-    /// The enabled collectors with their intervals, in registry order.
+    /// The enabled collectors (sources) with their intervals, in registry order.
     pub fn enabled_collectors(&self) -> Vec<(&'static str, Duration)> {
         REGISTRY
             .iter()
@@ -269,21 +270,18 @@ impl Cli {
             .collect()
     }
 
-    pub fn docker_options(&self) -> crate::collectors::docker::Options {
-        crate::collectors::docker::Options {
-            socket: self.docker_socket.clone(),
-            volume_sizes: self.docker_volume_sizes,
-        }
+    pub fn docker_options(&self) -> docker::Options {
+        docker::Options { socket: self.docker_socket.clone(), volume_sizes: self.docker_volume_sizes }
     }
 
     /// The default exclude regex applies only when neither regex was given.
-    pub fn diskstats_filter(&self) -> crate::collectors::DeviceFilter {
+    pub fn diskstats_filter(&self) -> DeviceFilter {
         let exclude = match (&self.diskstats_include, &self.diskstats_exclude) {
             (_, Some(e)) => Some(e.clone()),
             (Some(_), None) => None,
             (None, None) => Some(Regex::new(DEFAULT_EXCLUDE).expect("default regex is valid")),
         };
-        crate::collectors::DeviceFilter::new(self.diskstats_include.clone(), exclude)
+        DeviceFilter::new(self.diskstats_include.clone(), exclude)
     }
 }
 
@@ -346,6 +344,16 @@ mod tests {
         );
         assert_eq!(c.procfs, PathBuf::from("/x"));
         assert_eq!(c.enabled_collectors().len(), 9);
+    }
+
+    #[test]
+    fn help_names_every_collector_of_the_registry() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for spec in REGISTRY {
+            assert!(help.contains(&format!("--collector.{}.interval", spec.name)), "{}", spec.name);
+            assert!(after_help().contains(spec.name), "{}", spec.name);
+        }
     }
 
     #[test]

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use storwatch::cli::{Cli, ListenAddr, LogFormat, LogLevel, Subcommand};
-use storwatch::collectors::{self, CollectError, Collector, ErrorKind, Output, Setup};
 use storwatch::config::Config;
+use storwatch::error::{CollectError, ErrorKind};
 use storwatch::sdnotify::{self, Heartbeats};
+use storwatch::sources::{self, Source};
 use storwatch::state::State;
 use storwatch::webconfig::WebConfig;
-use storwatch::{checks, http, report};
+use storwatch::{families, http, report};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,25 +34,20 @@ fn main() -> ExitCode {
         },
     };
 
-    let (paths, devices) = (cli.paths(), cli.diskstats_filter());
-    let docker = cli.docker_options();
-    let biolatency = collectors::biolatency::Shared::default();
-    let thermal = collectors::ThermalEvents::default();
-    let setup = Setup {
-        paths: &paths,
-        config: &config,
-        devices: &devices,
-        docker: &docker,
-        biolatency: &biolatency,
-        thermal: &thermal,
+    let options = sources::Options {
+        paths: cli.paths(),
+        devices: cli.diskstats_filter(),
+        docker: cli.docker_options(),
+        fabric: config.fabric.clone(),
+        watched: config.filesystems.paths.clone(),
     };
-    let collectors: Vec<Box<dyn Collector>> = cli
+    let collectors: Vec<Box<dyn Source>> = cli
         .enabled_collectors()
         .into_iter()
-        .map(|(name, every)| collectors::build(name, &setup, every))
+        .map(|(name, every)| sources::build(name, &options, every))
         .collect();
     if let Some(Subcommand::Check { window, output }) = cli.command {
-        return ExitCode::from(report::run(collectors, window, output));
+        return ExitCode::from(report::run(collectors, &config.checks, window, output));
     }
 
     let web = match &cli.web_config_file {
@@ -69,7 +65,8 @@ fn main() -> ExitCode {
     let names: Vec<&'static str> = collectors.iter().map(|c| c.name()).collect();
     let intervals: Vec<Duration> = collectors.iter().map(|c| c.interval()).collect();
     let heartbeats = Arc::new(Heartbeats::new(&intervals));
-    let state = Arc::new(State::new(&names, checks::enabled(&config.checks)));
+    let outputs = families::Options { thermal_window: config.checks.thermal.window };
+    let state = Arc::new(State::new(&names, config.checks.clone(), outputs));
     tracing::info!(message = "starting storwatch", version = env!("CARGO_PKG_VERSION"), collectors = ?names);
 
     // Each collector thread stops when its sender is dropped.
@@ -122,15 +119,10 @@ fn main() -> ExitCode {
     code
 }
 
-/// Runs one collector on its interval until `stop` is dropped. A panic inside a run is caught and
-/// counted; the agent runs on.
+/// Runs one source on its interval until `stop` is dropped, publishing each sample into the
+/// state. A panic inside a run is caught and counted; the agent runs on.
 /// `beat` marks progress for the systemd watchdog, before and after each run.
-fn run_collector(
-    mut collector: Box<dyn Collector>,
-    state: &State,
-    stop: &mpsc::Receiver<()>,
-    beat: &dyn Fn(),
-) {
+fn run_collector(mut collector: Box<dyn Source>, state: &State, stop: &mpsc::Receiver<()>, beat: &dyn Fn()) {
     let name = collector.name();
     let interval = collector.interval();
     let mut log = RateLimitedLog::new(name);
@@ -138,20 +130,14 @@ fn run_collector(
     loop {
         beat();
         let started = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| collector.collect())).unwrap_or_else(|_| {
-            Err(CollectError { kind: ErrorKind::Internal, message: "the collector panicked".into() })
-        });
+        let result = catch_unwind(AssertUnwindSafe(|| collector.sample()))
+            .unwrap_or_else(|_| Err(CollectError::new(ErrorKind::Internal, "the collector panicked")));
         let duration = started.elapsed();
-        match result {
-            Ok(Output { families, checks, errors }) => {
-                log.errors(&errors);
-                state.publish(name, duration, Ok((families, checks)), &errors);
-            }
-            Err(e) => {
-                log.errors(std::slice::from_ref(&e));
-                state.publish(name, duration, Err(()), std::slice::from_ref(&e));
-            }
+        match &result {
+            Ok(c) => log.errors(&c.errors),
+            Err(e) => log.errors(std::slice::from_ref(e)),
         }
+        state.publish(name, duration, result);
         beat();
         // Next tick on the original grid; ticks missed by a slow run are skipped, not bunched.
         let now = Instant::now();

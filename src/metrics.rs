@@ -1,7 +1,7 @@
 //! The metric model and its two encoders: Prometheus text 0.0.4 and OpenMetrics 1.0.0.
 //!
-//! Collectors turn their typed samples into [`Family`] values; a scrape only encodes families that
-//! were built when the samples were taken. The encoder is ours rather than a client library's so
+//! `crate::families` turns the model into [`Family`] values when a source's sample arrives; a
+//! scrape only encodes them. The encoder is ours rather than a client library's so
 //! that naming (base units, `_total`, `_info`) and output order stay exactly as documented and the
 //! golden files stay stable.
 
@@ -86,6 +86,11 @@ impl Family {
 
     /// Adds a sample; `labels` are given in output order.
     pub fn push<const N: usize>(&mut self, labels: [(&'static str, &str); N], value: f64) {
+        self.push_labels(&labels, value);
+    }
+
+    /// Adds a sample whose labels are a slice; given in output order.
+    pub fn push_labels(&mut self, labels: &[(&'static str, &str)], value: f64) {
         let labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         self.samples.push(Sample { suffix: "", labels, value });
     }

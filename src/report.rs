@@ -1,14 +1,15 @@
-//! `storwatch check`: two samples over a window, every check evaluated once, a report for people
-//! (a table) or machines (JSON). Exit status 0 all pass, 1 any fails, 2 a collector failed.
+//! `storwatch check`: two samples of every source over a window into a model, every check judged
+//! once on it, a report for people (a table) or machines (JSON). Exit status 0 all pass, 1 any
+//! fails, 2 a source failed.
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::checks::{CheckResult, ORDER};
-use crate::cli::ReportFormat;
-use crate::collectors::Collector;
+use crate::checks::{self, CheckResult};
+use crate::model::Model;
+use crate::sources::Source;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -33,24 +34,33 @@ impl Report {
     }
 }
 
-/// Runs every collector twice, `window` apart, and gathers the second run's check results.
-pub fn evaluate(collectors: &mut [Box<dyn Collector>], window: Duration) -> Report {
-    for c in collectors.iter_mut() {
-        let _ = c.collect();
-    }
-    std::thread::sleep(window);
-    let (mut results, mut errors, mut warnings) = (Vec::new(), Vec::new(), Vec::new());
-    for c in collectors.iter_mut() {
-        match c.collect() {
-            Ok(out) => {
-                results.extend(out.checks);
-                warnings.extend(out.errors.iter().map(|e| format!("{}: {e}", c.name())));
+/// Reads every source twice, `window` apart, into a model and judges every enabled check on it.
+pub fn evaluate(sources: &mut [Box<dyn Source>], config: &checks::Config, window: Duration) -> Report {
+    let mut model = Model::default();
+    for s in sources.iter_mut() {
+        match s.sample() {
+            Ok(c) => {
+                model.update(c);
             }
-            Err(e) => errors.push(format!("collector {} failed: {e}", c.name())),
+            Err(_) => model.fail(s.name()),
         }
     }
-    let rank = |check: &str| ORDER.iter().position(|c| *c == check).unwrap_or(ORDER.len());
-    results.sort_by(|a, b| (rank(a.check), &a.subject).cmp(&(rank(b.check), &b.subject)));
+    std::thread::sleep(window);
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    for s in sources.iter_mut() {
+        match s.sample() {
+            Ok(c) => {
+                warnings.extend(c.errors.iter().map(|e| format!("{}: {e}", s.name())));
+                model.update(c);
+            }
+            Err(e) => {
+                errors.push(format!("collector {} failed: {e}", s.name()));
+                model.fail(s.name());
+            }
+        }
+    }
+    let mut results = checks::evaluate_all(&model, config, Instant::now());
+    results.sort_by(|a, b| (checks::rank(a.check), &a.subject).cmp(&(checks::rank(b.check), &b.subject)));
     let failing = results.iter().filter(|r| !r.ok).count();
     Report {
         window_seconds: window.as_secs_f64(),
@@ -98,19 +108,33 @@ pub fn table(report: &Report, colour: bool) -> String {
     out
 }
 
+/// How the report is printed (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns; colour on a terminal (NO_COLOR turns it off).
+    Table,
+    /// One JSON document.
+    Json,
+}
+
 /// Runs the report and prints it; returns the exit status.
-pub fn run(mut collectors: Vec<Box<dyn Collector>>, window: Duration, format: ReportFormat) -> u8 {
-    let report = evaluate(&mut collectors, window);
+pub fn run(
+    mut sources: Vec<Box<dyn Source>>,
+    config: &checks::Config,
+    window: Duration,
+    format: Output,
+) -> u8 {
+    let report = evaluate(&mut sources, config, window);
     let text = match format {
-        ReportFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
-        ReportFormat::Table => {
+        Output::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+        Output::Table => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             table(&report, colour)
         }
     };
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
-    if format == ReportFormat::Table {
+    if format == Output::Table {
         for w in &report.warnings {
             eprintln!("storwatch: warning: {w}");
         }

@@ -1,14 +1,21 @@
-//! The latest published output of every collector, and what a scrape encodes from it.
+//! The agent's running state: the model, and what a scrape encodes from it. A source's new sample
+//! goes into the model; then that source's families and the checks that read it are rebuilt from
+//! the model, and published with the source's self metrics. A scrape only encodes what was
+//! published.
 
 use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::checks::{self, CheckResult};
-use crate::collectors::{CollectError, ErrorKind};
+use crate::error::{CollectError, ErrorKind};
+use crate::families;
 use crate::metrics::{self, Family, Format};
+use crate::model::Model;
+use crate::sources::Collected;
 
-/// One collector's latest run.
+/// One source's latest run and what it published.
 #[derive(Debug, Default)]
 struct Slot {
     runs: u64,
@@ -19,11 +26,10 @@ struct Slot {
     published: Arc<Published>,
 }
 
-/// What a successful run left for scrapes to encode.
+/// A source's families as of its last successful run.
 #[derive(Debug, Default)]
 struct Published {
     families: Vec<Family>,
-    checks: Vec<CheckResult>,
     /// `families` encoded once per run and format, on the first scrape that asks for it.
     text: OnceLock<String>,
     openmetrics: OnceLock<String>,
@@ -43,70 +49,127 @@ impl Published {
     }
 }
 
-/// Shared between the collector threads (writers) and the HTTP server (reader).
+/// What scrapes read.
+#[derive(Debug, Default)]
+struct Outputs {
+    slots: BTreeMap<&'static str, Slot>,
+    /// The latest results of each enabled check.
+    checks: BTreeMap<&'static str, Arc<Vec<CheckResult>>>,
+}
+
+/// Shared between the source threads (writers) and the HTTP server (reader).
 #[derive(Debug)]
 pub struct State {
     build_info: Family,
+    config: checks::Config,
+    families: families::Options,
     /// The enabled checks, so each shows in the failing summary even with nothing to judge yet.
-    checks: Vec<&'static str>,
-    slots: Mutex<BTreeMap<&'static str, Slot>>,
+    enabled: Vec<&'static str>,
+    /// Written by the source threads, one at a time.
+    model: Mutex<Model>,
+    outputs: Mutex<Outputs>,
+}
+
+/// A source's families and the results of the checks that read it.
+type Rebuilt = (Vec<Family>, Vec<(&'static str, Vec<CheckResult>)>);
+
+fn internal() -> CollectError {
+    CollectError::new(ErrorKind::Internal, "deriving or judging the sample panicked")
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A writer that panicked mid-update leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl State {
-    pub fn new(collectors: &[&'static str], checks: Vec<&'static str>) -> State {
+    pub fn new(sources: &[&'static str], config: checks::Config, families: families::Options) -> State {
         let mut build_info =
             Family::info("storwatch_build_info", "The storwatch version and the revision it was built from.");
         build_info
             .push([("version", env!("CARGO_PKG_VERSION")), ("revision", env!("STORWATCH_REVISION"))], 1.0);
-        let slots = collectors.iter().map(|&c| (c, Slot::default())).collect();
-        State { build_info, checks, slots: Mutex::new(slots) }
+        let slots = sources.iter().map(|&c| (c, Slot::default())).collect();
+        let enabled = checks::enabled(&config);
+        let outputs = Outputs { slots, checks: BTreeMap::new() };
+        State { build_info, config, families, enabled, model: Mutex::default(), outputs: Mutex::new(outputs) }
     }
 
-    fn slots(&self) -> MutexGuard<'_, BTreeMap<&'static str, Slot>> {
-        // A writer that panicked mid-update leaves plain data behind; keep serving it.
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Publishes one run: its output on success, and its errors either way.
-    pub fn publish(
-        &self,
-        collector: &'static str,
-        duration: Duration,
-        result: Result<(Vec<Family>, Vec<CheckResult>), ()>,
-        errors: &[CollectError],
-    ) {
-        let mut slots = self.slots();
-        let slot = slots.entry(collector).or_default();
+    /// Publishes one run of `source`: its sample into the model and the outputs rebuilt from it
+    /// on success; its errors either way.
+    pub fn publish(&self, source: &'static str, duration: Duration, result: Result<Collected, CollectError>) {
+        let (mut errors, mut ok) = match &result {
+            Ok(c) => (c.errors.iter().map(|e| e.kind).collect::<Vec<_>>(), true),
+            Err(e) => (vec![e.kind], false),
+        };
+        let mut model = lock(&self.model);
+        // A panic while deriving or judging is caught here, as one in a source is by its thread:
+        // counted as `internal`, the source's outputs withdrawn, and the agent runs on.
+        let rebuilt = catch_unwind(AssertUnwindSafe(|| self.rebuild(&mut model, source, result)))
+            .or_else(|_| {
+                errors.push(ErrorKind::Internal);
+                ok = false;
+                tracing::error!(message = "deriving or judging a sample panicked", collector = source);
+                catch_unwind(AssertUnwindSafe(|| self.rebuild(&mut model, source, Err(internal()))))
+            })
+            .unwrap_or_default();
+        drop(model);
+        let (families, judged) = rebuilt;
+        let mut outputs = lock(&self.outputs);
+        let slot = outputs.slots.entry(source).or_default();
         slot.runs += 1;
         slot.duration = duration;
-        slot.success = result.is_ok();
-        for e in errors {
-            *slot.errors.entry(e.kind).or_default() += 1;
+        slot.success = ok;
+        for kind in errors {
+            *slot.errors.entry(kind).or_default() += 1;
         }
-        match result {
-            Ok((families, checks)) => {
-                slot.last_success = Some(SystemTime::now());
-                slot.published = Arc::new(Published { families, checks, ..Published::default() });
-            }
-            // A failed source has no current samples: stale values would mislead.
-            Err(()) => slot.published = Arc::default(),
+        if ok {
+            slot.last_success = Some(SystemTime::now());
+        }
+        slot.published = Arc::new(Published { families, ..Published::default() });
+        for (name, results) in judged {
+            outputs.checks.insert(name, Arc::new(results));
         }
     }
 
-    /// Ready once every enabled collector has run at least once.
+    /// Takes a run into the model, and rebuilds the source's families and the checks that read it.
+    fn rebuild(
+        &self,
+        model: &mut Model,
+        source: &'static str,
+        result: Result<Collected, CollectError>,
+    ) -> Rebuilt {
+        match result {
+            Ok(c) => {
+                model.update(c);
+            }
+            // A failed source has no current samples: stale values would mislead.
+            Err(_) => model.fail(source),
+        }
+        let now = Instant::now();
+        let families = families::build(model, source, &self.families);
+        let judged = checks::REGISTRY
+            .iter()
+            .filter(|c| c.inputs.contains(&source) && c.enabled(&self.config))
+            .map(|c| (c.name, c.evaluate(model, &self.config, now)))
+            .collect();
+        (families, judged)
+    }
+
+    /// Ready once every enabled source has run at least once.
     pub fn ready(&self) -> bool {
-        self.slots().values().all(|s| s.runs > 0)
+        lock(&self.outputs).slots.values().all(|s| s.runs > 0)
     }
 
     /// Encodes the latest snapshot; nothing is sampled here.
     pub fn encode(&self, format: Format) -> String {
         let mut own = vec![self.build_info.clone()];
-        let published: Vec<Arc<Published>> = {
-            let slots = self.slots();
-            own.extend(self_families(&slots));
-            slots.values().map(|s| s.published.clone()).collect()
+        let (published, judged): (Vec<Arc<Published>>, Vec<Arc<Vec<CheckResult>>>) = {
+            let outputs = lock(&self.outputs);
+            own.extend(self_families(&outputs.slots));
+            let judged = self.enabled.iter().filter_map(|c| outputs.checks.get(c).cloned()).collect();
+            (outputs.slots.values().map(|s| s.published.clone()).collect(), judged)
         };
-        let check_families = checks::families(&self.checks, published.iter().flat_map(|p| &p.checks));
+        let check_families = checks::families(&self.enabled, judged.iter().flat_map(|r| r.iter()));
         let collected: Vec<&str> = published.iter().map(|p| p.encoded(format)).collect();
         let mut out = String::with_capacity(collected.iter().map(|c| c.len()).sum::<usize>() + 16 * 1024);
         metrics::encode_into(&mut out, format, &own);
@@ -132,7 +195,7 @@ fn self_families(slots: &BTreeMap<&'static str, Slot>) -> Vec<Family> {
     );
     let mut errors = Family::counter(
         "storwatch_collector_errors_total",
-        "Errors met by the collector, by kind (io, parse, permission, internal), partial failures included.",
+        "Errors met by the collector, by kind (io, parse, permission, ioctl, timeout, internal), partial failures included.",
     );
     for (name, s) in slots.iter().filter(|(_, s)| s.runs > 0) {
         success.push([("collector", name)], if s.success { 1.0 } else { 0.0 });
@@ -140,10 +203,52 @@ fn self_families(slots: &BTreeMap<&'static str, Slot>) -> Vec<Family> {
         if let Some(t) = s.last_success {
             last.push([("collector", name)], t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64());
         }
-        for kind in [ErrorKind::Io, ErrorKind::Parse, ErrorKind::Permission, ErrorKind::Internal] {
+        for kind in ErrorKind::ALL {
             let n = s.errors.get(&kind).copied().unwrap_or(0);
             errors.push([("collector", name), ("kind", kind.as_str())], n as f64);
         }
     }
     vec![success, duration, last, errors]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::{Sample, host};
+
+    fn host_sample(release: &str) -> Collected {
+        let s = host::Sample { release: Some(release.into()), cpus: Some(2), ..host::Sample::default() };
+        Collected::new(Sample::Host(s), Vec::new())
+    }
+
+    #[test]
+    fn a_sample_publishes_its_families_and_checks_and_a_failure_withdraws_them() {
+        let state = State::new(&["host", "kmsg"], checks::Config::default(), families::Options::default());
+        assert!(!state.ready());
+        state.publish("host", Duration::from_millis(3), Ok(host_sample("4.19.0-26-amd64")));
+        let text = state.encode(Format::Text);
+        assert!(text.contains("storwatch_host_kernel_info{release=\"4.19.0-26-amd64\"} 1\n"), "{text}");
+        assert!(text.contains("storwatch_check_ok{check=\"kernel\",subject=\"kernel\"} 0\n"), "{text}");
+        assert!(text.contains("storwatch_check_ok{check=\"resources\",subject=\"cpus\"} 0\n"));
+        assert!(text.contains("storwatch_checks_failing{check=\"kernel\"} 1\n"));
+        assert!(
+            text.contains("storwatch_checks_failing{check=\"storage_latency\"} 0\n"),
+            "enabled, nothing judged"
+        );
+        assert!(text.contains("storwatch_collector_errors_total{collector=\"host\",kind=\"timeout\"} 0\n"));
+        assert!(!state.ready(), "kmsg has not run");
+        let failed = CollectError::new(ErrorKind::Io, "/proc/sys/kernel/osrelease: gone");
+        state.publish("host", Duration::from_millis(1), Err(failed));
+        let text = state.encode(Format::Text);
+        assert!(!text.contains("storwatch_host_kernel_info"), "a failed source's families go");
+        assert!(!text.contains("check=\"kernel\",subject"), "and so do the checks judged on it");
+        assert!(text.contains("storwatch_collector_success{collector=\"host\"} 0\n"));
+        assert!(text.contains("storwatch_collector_errors_total{collector=\"host\",kind=\"io\"} 1\n"));
+        state.publish("host", Duration::from_millis(1), Ok(host_sample("6.1.0")));
+        assert!(
+            state
+                .encode(Format::Text)
+                .contains("storwatch_check_ok{check=\"kernel\",subject=\"kernel\"} 1\n")
+        );
+    }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::loopdev::{LoopDevice, serial};
 use common::{Agent, in_ci, require_root, sample, tool};
-use storwatch::collectors::biolatency::{Op, Programs};
+use storwatch::sources::biolatency::{Op, Programs};
 
 const HIST: &str = "storwatch_disk_io_latency_seconds";
 /// Direct requests of each operation the loop test issues.

@@ -1,4 +1,4 @@
-//! Golden test: the binary on node_exporter's captured procfs/sysfs (../shared/fixtures), its
+//! Golden test: the binary on node_exporter's captured procfs/sysfs (tests/fixtures), its
 //! /metrics compared with tests/golden/fixtures.prom, every raw counter checked against the
 //! fixture's own /proc/diskstats fields, and `promtool check metrics` run on the output.
 //!
@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::{Agent, fixture_sysfs, fixtures, sample, samples};
 use regex::Regex;
-use storwatch::collectors::diskstats::DEFAULT_EXCLUDE;
+use storwatch::sources::DEFAULT_EXCLUDE;
 
 /// Drops the values that change from run to run (timings, the revision).
 fn normalise(body: &str) -> String {

@@ -86,7 +86,7 @@ fn systemd_unit_verifies_and_is_rated_at_most_3() {
 /// Every collector but diskstats off, so only the one under test can hold up readiness.
 fn only_diskstats() -> Vec<String> {
     let mut args = vec!["--collector.diskstats.interval=1s".to_owned()];
-    for name in storwatch::collectors::REGISTRY.iter().map(|s| s.name).filter(|n| *n != "diskstats") {
+    for name in storwatch::sources::REGISTRY.iter().map(|s| s.name).filter(|n| *n != "diskstats") {
         args.push(format!("--no-collector.{name}"));
     }
     args

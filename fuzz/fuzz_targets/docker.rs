@@ -2,7 +2,7 @@
 //! framing, then the JSON bodies of the API calls the collector makes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use storwatch::collectors::docker::{api, http};
+use storwatch::sources::docker::{api, http};
 
 fuzz_target!(|data: &[u8]| {
     let _ = http::parse_response(data, false);

@@ -1,7 +1,7 @@
 //! One /dev/kmsg record (bytes as read(2) returns them): parsed, unescaped and classified.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use storwatch::collectors::kmsg::{classify, record};
+use storwatch::sources::kmsg::{classify, record};
 
 fuzz_target!(|data: &[u8]| {
     if let Some(r) = record::parse(data) {

@@ -1,7 +1,7 @@
 //! NVMe admin command data: Identify Controller, SMART / Health log, Error log pages.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use storwatch::collectors::nvme::logs;
+use storwatch::sources::nvme::logs;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, page)) = data.split_first() else { return };

@@ -2,7 +2,8 @@
 //! buffer (fixed or descriptor format) with the ATA registers, and the sysfs counters beside them.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use storwatch::collectors::sata::{self, smart};
+use storwatch::device::sense;
+use storwatch::sources::sata::{self, smart};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else { return };
@@ -15,9 +16,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         1 => {
-            if let Some(sense) = smart::parse_sense(rest) {
-                if let Some(r) = &sense.registers {
-                    let _ = (smart::smart_status(r), smart::status_ok(r), smart::power_mode(r.count));
+            if let Some(s) = sense::parse_sense(rest) {
+                if let Some(r) = &s.registers {
+                    let _ = (sense::smart_status(r), sense::status_ok(r), smart::power_mode(r.count));
                 }
             }
         }

@@ -1,0 +1,68 @@
+//! File system: the filesystem holding each watched path (`[filesystems] paths`: the Docker data
+//! root and volumes directory), the engine's own data root and every local volume is one of the
+//! allowed types (the manual's XFS or EXT4 on a persistent block device). A path the host source
+//! watches is judged once, from the host's sample.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::CheckResult;
+use crate::model::Model;
+use crate::values::non_empty_names;
+
+pub const INPUTS: &[&str] = &["host", "docker"];
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub enabled: bool,
+    /// Filesystem types allowed.
+    #[serde(deserialize_with = "non_empty_names")]
+    pub allowed: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { enabled: true, allowed: vec!["xfs".into(), "ext4".into()] }
+    }
+}
+
+pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
+    let watched: Vec<(&str, &str)> = model
+        .host()
+        .and_then(|h| h.filesystems.as_ref())
+        .map(|f| f.iter().map(|(path, m)| (path.as_str(), m.fstype.as_str())).collect())
+        .unwrap_or_default();
+    let places = model.docker().and_then(|d| d.engine.as_ref()).map(|e| e.places.as_slice()).unwrap_or_default();
+    let engine = places
+        .iter()
+        .filter(|p| !watched.iter().any(|(w, _)| *w == p.path))
+        .filter_map(|p| Some((p.path.as_str(), p.mount.as_ref()?.fstype.as_str())));
+    watched.iter().copied().chain(engine).map(|(path, fstype)| judge(cfg, path, fstype)).collect()
+}
+
+pub fn judge(cfg: &Config, path: &str, fstype: &str) -> CheckResult {
+    CheckResult {
+        check: "filesystem",
+        subject: path.to_owned(),
+        ok: cfg.allowed.iter().any(|a| a == fstype),
+        observed: fstype.to_owned(),
+        expected: cfg.allowed.join(" or "),
+        value: None,
+        threshold: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types() {
+        let fs = Config::default();
+        assert!(judge(&fs, "/var/lib/docker", "xfs").ok);
+        assert!(!judge(&fs, "/var/lib/docker", "btrfs").ok);
+        assert_eq!(judge(&fs, "/v", "tmpfs").expected, "xfs or ext4");
+    }
+}

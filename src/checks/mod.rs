@@ -1,0 +1,240 @@
+//! The checks engine: every check of the spec (docs/design.md, "The spec's thresholds"), one
+//! module each with its config section (`[checks.<name>]`, defaults = the spec) and its judgement,
+//! a plain function of the whole model: `evaluate(model, config, now) -> Vec<CheckResult>`. A
+//! judgement across sources (one thermal verdict per drive, the latency of a disk from its eBPF
+//! p99 or its diskstats mean) is one function in one place.
+//!
+//! Adding a check: its file here, and its name in the [`registry!`] line below. `/metrics` shows
+//! each result as `storwatch_check_ok{check,subject}`, with the value judged and the threshold
+//! beside it where they are numbers, and a per-check count of failing subjects; `storwatch check`
+//! prints the same results.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Family;
+use crate::model::Model;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    pub check: &'static str,
+    pub subject: String,
+    pub ok: bool,
+    /// What was seen, for people (`20`, `bfq`, `6.1.0-18-amd64`).
+    pub observed: String,
+    /// What the rule wants, for people (`= 15`, `mq-deadline or none`, `< 5ms`).
+    pub expected: String,
+    /// The value judged in the check's base unit, where it is a number.
+    pub value: Option<f64>,
+    /// The threshold in the same unit, where there is one.
+    pub threshold: Option<f64>,
+}
+
+/// A check as the engine runs it.
+pub struct Check {
+    pub name: &'static str,
+    /// The sources it reads: it is judged again when one of them has a new sample.
+    pub inputs: &'static [&'static str],
+    enabled: fn(&Config) -> bool,
+    evaluate: fn(&Model, &Config, Instant) -> Vec<CheckResult>,
+}
+
+impl Check {
+    pub fn enabled(&self, config: &Config) -> bool {
+        (self.enabled)(config)
+    }
+
+    /// Its results on the model at time `now` (ages of rises and log errors are taken from it).
+    pub fn evaluate(&self, model: &Model, config: &Config, now: Instant) -> Vec<CheckResult> {
+        (self.evaluate)(model, config, now)
+    }
+}
+
+/// Declares the check modules, the config struct with a section per check, and [`REGISTRY`], in
+/// the order of the spec's table.
+macro_rules! registry {
+    ($($name:ident),* $(,)?) => {
+        $(pub mod $name;)*
+
+        /// Every check's config: the `[checks]` table of the config file.
+        #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Config {
+            $(pub $name: $name::Config,)*
+        }
+
+        /// Every check, in the order of the spec's table.
+        pub const REGISTRY: &[Check] = &[$(
+            Check {
+                name: stringify!($name),
+                inputs: $name::INPUTS,
+                enabled: |c| c.$name.enabled,
+                evaluate: |m, c, now| $name::evaluate(m, &c.$name, now),
+            },
+        )*];
+    };
+}
+
+registry![
+    storage_latency,
+    device_errors,
+    nvme_health,
+    sata_health,
+    thermal,
+    io_scheduler,
+    writeback,
+    network_bandwidth,
+    packet_loss,
+    filesystem,
+    kernel,
+    docker_engine,
+    capacity,
+    mounts,
+    resources,
+];
+
+/// The names of the enabled checks, in the order of the spec's table.
+pub fn enabled(config: &Config) -> Vec<&'static str> {
+    REGISTRY.iter().filter(|c| c.enabled(config)).map(|c| c.name).collect()
+}
+
+/// The place of a check in the spec's table (for ordering reports).
+pub fn rank(check: &str) -> usize {
+    REGISTRY.iter().position(|c| c.name == check).unwrap_or(REGISTRY.len())
+}
+
+/// Every enabled check's results on the model.
+pub fn evaluate_all(model: &Model, config: &Config, now: Instant) -> Vec<CheckResult> {
+    REGISTRY.iter().filter(|c| c.enabled(config)).flat_map(|c| c.evaluate(model, config, now)).collect()
+}
+
+/// Milliseconds with three decimals: `5.000ms`.
+fn ms(seconds: f64) -> String {
+    format!("{:.3}ms", seconds * 1000.0)
+}
+
+/// A duration for people: `15m`.
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Seconds as a duration for people, whole seconds: `1m 30s`.
+fn ago(seconds: f64) -> String {
+    human(Duration::from_secs(seconds.max(0.0) as u64))
+}
+
+/// Bytes in GiB with one decimal: `10.0GiB`.
+fn gib(bytes: u64) -> String {
+    format!("{:.1}GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
+/// Whether a rise `seconds` ago is within `window`.
+fn within(seconds: Option<f64>, window: Duration) -> bool {
+    seconds.is_some_and(|a| a <= window.as_secs_f64())
+}
+
+/// A version's code, as LINUX_VERSION_CODE: major << 16 | minor << 8 | min(patch, 255).
+pub fn version_code((major, minor, patch): (u32, u32, u32)) -> f64 {
+    f64::from(major) * 65536.0 + f64::from(minor.min(255)) * 256.0 + f64::from(patch.min(255))
+}
+
+/// The check families for every result, in one place so each family appears once in the
+/// exposition. `enabled` lists every enabled check, so a passing one shows 0 failing.
+pub fn families<'a>(
+    enabled: &[&'static str],
+    results: impl IntoIterator<Item = &'a CheckResult>,
+) -> Vec<Family> {
+    let mut ok =
+        Family::gauge("storwatch_check_ok", "1 when the subject complies with the check, 0 when not.");
+    let mut value =
+        Family::gauge("storwatch_check_observed", "The value the check judged, in the check's base unit.");
+    let mut threshold = Family::gauge(
+        "storwatch_check_threshold",
+        "The threshold the check judged the subject against, in the check's base unit.",
+    );
+    let mut failing: BTreeMap<&str, u32> = enabled.iter().map(|c| (*c, 0)).collect();
+    for r in results {
+        let labels = [("check", r.check), ("subject", r.subject.as_str())];
+        ok.push(labels, if r.ok { 1.0 } else { 0.0 });
+        if let Some(v) = r.value {
+            value.push(labels, v);
+        }
+        if let Some(t) = r.threshold {
+            threshold.push(labels, t);
+        }
+        *failing.entry(r.check).or_default() += u32::from(!r.ok);
+    }
+    let mut summary = Family::gauge(
+        "storwatch_checks_failing",
+        "Subjects failing each enabled check on this host (0: compliant).",
+    );
+    for (check, n) in failing {
+        summary.push([("check", check)], f64::from(n));
+    }
+    vec![ok, value, threshold, summary]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_and_config_agree() {
+        let mut cfg = Config::default();
+        let names: Vec<_> = REGISTRY.iter().map(|c| c.name).collect();
+        assert_eq!(enabled(&cfg), names, "every check on by default");
+        assert_eq!(names.len(), 15);
+        cfg.packet_loss.enabled = false;
+        cfg.device_errors.enabled = false;
+        let on = enabled(&cfg);
+        assert!(!on.contains(&"packet_loss") && !on.contains(&"device_errors"));
+        assert!(on.contains(&"network_bandwidth") && on.contains(&"resources"));
+        assert_eq!(rank("storage_latency"), 0);
+        assert_eq!(rank("resources"), 14);
+        for c in REGISTRY {
+            assert!(!c.inputs.is_empty(), "{}", c.name);
+            for i in c.inputs {
+                assert!(crate::sources::names().any(|s| s == *i), "{}: no source {i}", c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_model_judges_nothing() {
+        let results = evaluate_all(&Model::default(), &Config::default(), Instant::now());
+        assert!(results.is_empty(), "{results:?}");
+    }
+
+    #[test]
+    fn families_count_failing_per_check() {
+        let result = |subject: &str, ok| CheckResult {
+            check: "storage_latency",
+            subject: subject.into(),
+            ok,
+            observed: String::new(),
+            expected: String::new(),
+            value: Some(0.01),
+            threshold: Some(0.005),
+        };
+        let results = [result("sda", true), result("sdb", false)];
+        let f = families(&["storage_latency", "kernel"], &results);
+        assert_eq!(f[0].samples.len(), 2);
+        assert_eq!(f[0].samples[1].value, 0.0);
+        assert_eq!(f[2].samples[0].value, 0.005);
+        let failing: Vec<_> = f[3].samples.iter().map(|s| (s.labels[0].1.as_str(), s.value)).collect();
+        assert_eq!(failing, [("kernel", 0.0), ("storage_latency", 1.0)]);
+    }
+
+    #[test]
+    fn texts() {
+        assert_eq!(ms(0.005), "5.000ms");
+        assert_eq!(ago(90.4), "1m 30s");
+        assert_eq!(ago(-1.0), "0s");
+        assert_eq!(gib(10 << 30), "10.0GiB");
+        assert!(within(Some(60.0), Duration::from_secs(60)) && !within(Some(61.0), Duration::from_secs(60)));
+        assert!(!within(None, Duration::from_secs(60)));
+        assert_eq!(version_code((5, 4, 0)), 328704.0);
+    }
+}

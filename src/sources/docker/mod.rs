@@ -1,0 +1,327 @@
+//! The Docker engine and its volumes, from the Engine API on its unix socket (`http.rs`, a small
+//! blocking HTTP/1.1 client; `api.rs`, the JSON answers): engine version and storage driver, the
+//! data root and every local volume with the filesystem that holds it (`super::mountinfo`) and its
+//! free space (statvfs), container volume mounts.
+//!
+//! An engine that is absent, stopped or answering garbage gives a sample without an engine
+//! (`storwatch_docker_up 0`; the source itself succeeds: that is its report) and the source
+//! retries with backoff: after the n-th failure in a row it skips the next 2^(n-1) - 1 runs, at
+//! most [`MAX_WAIT`] of them.
+
+pub mod api;
+pub mod http;
+
+use std::ffi::CString;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::mountinfo::{Mount, mount_of, read_mountinfo};
+use super::{Collected, Sample as AnySample, Source};
+use crate::error::{CollectError, ErrorKind};
+use crate::paths::Paths;
+
+/// The longest wait between two attempts on a failing engine.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+/// Each API request must finish within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Options from the flags (`--collector.docker.socket`, `--collector.docker.volume-sizes`).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The engine's socket; None: `<path.rootfs>/var/run/docker.sock`.
+    pub socket: Option<PathBuf>,
+    /// Ask `/system/df` for each volume's size (the engine walks every volume: expensive).
+    pub volume_sizes: bool,
+}
+
+/// What one successful pass read from the engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub version: api::Version,
+    pub info: api::Info,
+    pub volumes: Vec<api::Volume>,
+    pub containers: Vec<api::Container>,
+    pub sizes: Option<api::DiskUsage>,
+}
+
+/// Space on a filesystem, bytes (statvfs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub size: u64,
+    pub free: u64,
+    pub available: u64,
+}
+
+/// statvfs(3) of `path`.
+// The block counts and sizes are u64 on 64-bit Linux but narrower on some 32-bit targets.
+#[allow(clippy::unnecessary_cast)]
+pub fn statvfs(path: &Path) -> io::Result<Space> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut st = MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; `st` is valid for writes of a
+    // statvfs struct.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    let unit = if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize } as u64;
+    let bytes = |blocks: libc::fsblkcnt_t| (blocks as u64).saturating_mul(unit);
+    Ok(Space { size: bytes(st.f_blocks), free: bytes(st.f_bfree), available: bytes(st.f_bavail) })
+}
+
+enum Failure {
+    /// No socket at the path: no engine on this host.
+    Absent,
+    Error(CollectError),
+}
+
+/// A path the engine names (the data root, a local volume's mountpoint) and what holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Place {
+    pub path: String,
+    /// `data_root` or `volume`.
+    pub role: &'static str,
+    /// The mount holding it, when mountinfo could be read.
+    pub mount: Option<Mount>,
+    /// Its filesystem's space, when statvfs answered.
+    pub space: Option<Space>,
+}
+
+/// What the engine answered, and the places it names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Engine {
+    pub snapshot: Snapshot,
+    /// The data root (when its path is absolute) and every local volume's path.
+    pub places: Vec<Place>,
+}
+
+/// One attempt: the engine, or None when it is absent, did not answer, or the source is backing
+/// off.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    pub engine: Option<Engine>,
+}
+
+pub struct Docker {
+    paths: Paths,
+    interval: Duration,
+    socket: PathBuf,
+    volume_sizes: bool,
+    failures: u32,
+    skip: u64,
+}
+
+impl Docker {
+    pub fn new(paths: Paths, interval: Duration, options: &Options) -> Self {
+        let socket = options.socket.clone().unwrap_or_else(|| paths.root("/var/run/docker.sock"));
+        Docker { paths, interval, socket, volume_sizes: options.volume_sizes, failures: 0, skip: 0 }
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        let at = |what: String| format!("{} GET {path}: {what}", self.socket.display());
+        let response = http::get(&self.socket, path, REQUEST_TIMEOUT).map_err(|e| match e {
+            http::RequestError::Io(e) if e.kind() == io::ErrorKind::NotFound => Failure::Absent,
+            http::RequestError::Io(e) => {
+                let kind = if e.kind() == io::ErrorKind::PermissionDenied {
+                    ErrorKind::Permission
+                } else {
+                    ErrorKind::Io
+                };
+                Failure::Error(CollectError { kind, message: at(e.to_string()) })
+            }
+            http::RequestError::Http(e) => {
+                Failure::Error(CollectError { kind: ErrorKind::Parse, message: at(e.to_string()) })
+            }
+        })?;
+        if !(200..300).contains(&response.status) {
+            let text: String = String::from_utf8_lossy(&response.body).chars().take(120).collect();
+            return Err(Failure::Error(CollectError {
+                kind: ErrorKind::Io,
+                message: at(format!("status {}: {}", response.status, text.trim())),
+            }));
+        }
+        api::parse(&response.body).map_err(|e| {
+            Failure::Error(CollectError { kind: ErrorKind::Parse, message: at(format!("invalid JSON: {e}")) })
+        })
+    }
+
+    fn fetch(&self) -> Result<Snapshot, Failure> {
+        let version = self.get("/version")?;
+        let info = self.get("/info")?;
+        let volumes: api::Volumes = self.get("/volumes")?;
+        let containers = self.get("/containers/json?all=1")?;
+        let sizes = if self.volume_sizes { Some(self.get("/system/df?type=volume")?) } else { None };
+        Ok(Snapshot { version, info, volumes: volumes.volumes, containers, sizes })
+    }
+
+    /// After the n-th failure in a row, skip the next 2^(n-1) - 1 runs (at most MAX_WAIT).
+    fn back_off(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let most = (MAX_WAIT.as_secs_f64() / self.interval.as_secs_f64()).max(1.0) as u64 - 1;
+        self.skip = ((1u64 << self.failures.min(40)) / 2).saturating_sub(1).min(most);
+    }
+}
+
+impl Source for Docker {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn sample(&mut self) -> Result<Collected, CollectError> {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return Ok(Collected::new(AnySample::Docker(Sample::default()), Vec::new()));
+        }
+        match self.fetch() {
+            Ok(snapshot) => {
+                self.failures = 0;
+                let mut errors = Vec::new();
+                let mounts = read_mountinfo(&self.paths, &mut errors);
+                let places = places(&snapshot, &self.paths, mounts.as_deref(), &mut errors);
+                let engine = Engine { snapshot, places };
+                Ok(Collected::new(AnySample::Docker(Sample { engine: Some(engine) }), errors))
+            }
+            Err(failure) => {
+                self.back_off();
+                let errors = match failure {
+                    Failure::Absent => Vec::new(),
+                    Failure::Error(e) => vec![e],
+                };
+                Ok(Collected::new(AnySample::Docker(Sample::default()), errors))
+            }
+        }
+    }
+}
+
+/// The data root and each local volume's path, with the mount holding it (from the host's
+/// mountinfo) and its space (statvfs under `--path.rootfs`).
+pub fn places(
+    s: &Snapshot,
+    paths: &Paths,
+    mounts: Option<&[Mount]>,
+    errors: &mut Vec<CollectError>,
+) -> Vec<Place> {
+    let mut named: Vec<(&str, &'static str)> = Vec::new();
+    if s.info.root_dir.starts_with('/') {
+        named.push((&s.info.root_dir, "data_root"));
+    } else {
+        errors.push(CollectError::new(
+            ErrorKind::Parse,
+            format!("GET /info: DockerRootDir {:?} is not an absolute path", s.info.root_dir),
+        ));
+    }
+    for v in &s.volumes {
+        if v.driver == "local" && v.mountpoint.starts_with('/') {
+            named.push((&v.mountpoint, "volume"));
+        }
+    }
+    named
+        .into_iter()
+        .map(|(path, role)| {
+            let mount = mounts.and_then(|m| mount_of(m, Path::new(path))).cloned();
+            let seen = paths.root(path);
+            let space = statvfs(&seen).map_err(|e| errors.push(CollectError::io(&seen, &e))).ok();
+            Place { path: path.to_owned(), role, mount, space }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use crate::sources::mountinfo::parse_mountinfo;
+
+    /// An engine answer with three volumes, one of them mounted read-only by one container and
+    /// one shared by two; every path on `/`.
+    pub fn snapshot() -> Snapshot {
+        let volume = |name: &str, mountpoint: &str| api::Volume {
+            name: name.into(),
+            driver: "local".into(),
+            mountpoint: mountpoint.into(),
+            scope: "local".into(),
+            labels: [("app".to_owned(), name.to_owned())].into(),
+        };
+        let mount = |name: &str, dest: &str, rw: bool| api::Mount {
+            kind: "volume".into(),
+            name: name.into(),
+            destination: dest.into(),
+            rw,
+        };
+        let container = |name: &str, state: &str, mounts: Vec<api::Mount>| api::Container {
+            id: format!("{name}0123456789"),
+            names: vec![format!("/{name}")],
+            state: state.into(),
+            mounts,
+        };
+        Snapshot {
+            version: api::Version {
+                version: "20.10.24+dfsg1".into(),
+                api_version: "1.41".into(),
+                min_api_version: "1.12".into(),
+            },
+            info: api::Info { driver: "overlay2".into(), root_dir: "/".into() },
+            volumes: vec![volume("data", "/"), volume("conf", "/"), volume("idle", "/")],
+            containers: vec![
+                container(
+                    "db",
+                    "running",
+                    vec![mount("data", "/data", true), mount("conf", "/etc/db", false)],
+                ),
+                container("backup", "exited", vec![mount("data", "/src", true)]),
+            ],
+            sizes: None,
+        }
+    }
+
+    #[test]
+    fn places_with_their_mounts_and_space() {
+        let (mounts, _) = parse_mountinfo("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
+        let mut errors = Vec::new();
+        let p = places(&snapshot(), &Paths::default(), Some(&mounts), &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let roles: Vec<_> = p.iter().map(|p| p.role).collect();
+        assert_eq!(roles, ["data_root", "volume", "volume", "volume"]);
+        assert!(p.iter().all(|p| p.mount.as_ref().is_some_and(|m| m.fstype == "ext4")));
+        assert!(p.iter().all(|p| p.space.is_some_and(|s| s.size > 0)), "statvfs of / here");
+    }
+
+    #[test]
+    fn a_bad_data_root_is_a_partial_error() {
+        let mut s = snapshot();
+        s.info.root_dir = String::new();
+        s.volumes.clear();
+        let mut errors = Vec::new();
+        let p = places(&s, &Paths::default(), None, &mut errors);
+        assert_eq!(errors.len(), 1);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let options = Options { socket: Some("/nonexistent/docker.sock".into()), volume_sizes: false };
+        let mut d = Docker::new(Paths::default(), Duration::from_secs(30), &options);
+        let mut attempts = Vec::new();
+        for run in 0..40 {
+            let before = d.skip;
+            let out = d.sample().unwrap();
+            assert!(matches!(out.sample, AnySample::Docker(Sample { engine: None })));
+            assert!(out.errors.is_empty(), "an absent socket is not an error");
+            if before == 0 {
+                attempts.push(run);
+            }
+        }
+        // Waits of 1, 2, 4, 8 runs, then the 300 s cap (10 runs of 30 s).
+        assert_eq!(attempts, [0, 1, 3, 7, 15, 25, 35]);
+    }
+}
