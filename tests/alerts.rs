@@ -4,6 +4,7 @@
 //! annotations and runbook; every metric a rule names is one storwatch exports; `amtool
 //! check-config` and `amtool config routes test` for the routing; and the inhibit rules in a
 //! real Alertmanager (Debian's prometheus-alertmanager) on loopback.
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 mod promql;
@@ -192,11 +193,11 @@ fn every_rule_has_severity_annotations_and_a_runbook() {
 
 /// The attribute ids of StorwatchSataDefectsRising and StorwatchSataCrcErrorsRising are, between
 /// them and without overlap, exactly the failure-relevant attributes the `sata_health` check
-/// watches (`rising_fails` in src/collectors/sata/smart.rs), so excluding `sata_health` from
+/// watches (`rising_fails` in src/sources/sata/smart.rs), so excluding `sata_health` from
 /// StorwatchCheckFailing loses no attribute, and an attribute added to the check shows up here.
 #[test]
 fn sata_rise_alerts_watch_the_checks_attributes() {
-    let smart = std::fs::read_to_string(root().join("src/collectors/sata/smart.rs")).unwrap();
+    let smart = std::fs::read_to_string(root().join("src/sources/sata/smart.rs")).unwrap();
     let watched: BTreeSet<String> = smart
         .lines()
         .filter_map(|l| l.trim().strip_prefix("k("))
