@@ -15,7 +15,7 @@ collectors read, at the given sizes:
   every statistics file (node_exporter's netclass; storwatch takes only which are physical from
   here, the rest from rtnetlink and ethtool in the namespace bench-scale.sh makes), and in
   /proc/net/dev (node_exporter's netdev).
-File formats follow the kernel's (and ../shared/fixtures/node-exporter where it has them).
+File formats follow the kernel's (and tests/fixtures/node-exporter where it has them).
 """
 import os
 import sys
@@ -113,8 +113,8 @@ def main():
         dev.append(f"{name:>6}: {k * 9} {k} 0 0 0 0 0 0 {k * 7} {k} 0 0 0 0 0 0")
     write(os.path.join(proc, "net", "dev"), "\n".join(dev) + "\n")
 
-    fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-                           "fixtures", "node-exporter", "proc", "net")
+    fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures",
+                           "node-exporter", "proc", "net")
     for f in ("snmp", "netstat"):
         with open(os.path.join(fixture, f)) as src:
             write(os.path.join(proc, "net", f), src.read())
