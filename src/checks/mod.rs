@@ -1,6 +1,6 @@
-//! The checks engine: every check of the spec (docs/design.md, "The spec's thresholds"), one
-//! module each with its config section (`[checks.<name>]`, defaults = the spec) and its judgement,
-//! a plain function of the whole model: `evaluate(model, config, now) -> Vec<CheckResult>`. A
+//! The checks engine: every check of the spec (the README's Checks table), one module each with
+//! its config section (`[checks.<name>]`, defaults = the spec) and its judgement, a plain
+//! function of the whole model: `evaluate(model, config, now) -> Vec<CheckResult>`. A
 //! judgement across sources (one thermal verdict per drive, the latency of a disk from its eBPF
 //! p99 or its diskstats mean) is one function in one place.
 //!
