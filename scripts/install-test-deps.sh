@@ -23,7 +23,8 @@
 #   libfuse3-dev pkg-config fuse3  build and mount tests/data/errfs.c, a FUSE filesystem whose files
 #                answer EAGAIN / EIO: a sysfs attribute failing with EAGAIN (tests/faults.rs)
 # and, from crates.io (kept when already installed): cargo-fuzz (scripts/fuzz.sh: libFuzzer on the
-# parsers, stable with -s none) and cargo-deb (builds the .deb, tests/prod.rs).
+# parsers, stable with -s none), cargo-deb (builds the .deb, tests/prod.rs) and cargo-deny (the
+# licenses, duplicate versions and sources of Cargo.lock against deny.toml, scripts/test.sh).
 set -euo pipefail
 packages=(prometheus prometheus-alertmanager python3 sysstat util-linux iproute2 iptables busybox-static faketime
     openssl curl wrk apache2-utils clang llvm libbpf-dev bpftool fio prometheus-node-exporter systemd
@@ -53,4 +54,8 @@ fi
 if ! command -v cargo-deb >/dev/null; then
     echo "install-test-deps: installing cargo-deb"
     cargo install cargo-deb --version 3.8.0 --locked
+fi
+if ! command -v cargo-deny >/dev/null; then
+    echo "install-test-deps: installing cargo-deny"
+    cargo install cargo-deny --version 0.20.2 --locked
 fi

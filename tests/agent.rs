@@ -1,5 +1,6 @@
 //! The binary as a user meets it: flags, --help, --version, config errors, the HTTP endpoints,
 //! content negotiation, and the storage latency check driven by a procfs the test rewrites.
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 

@@ -8,6 +8,7 @@
 //!
 //! Needs root (BPF, loop devices), losetup and dd, and clang for the rebuild; without them the tests
 //! say why and pass, except under CI=true, where they fail.
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 

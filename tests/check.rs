@@ -1,6 +1,7 @@
 //! `storwatch check`: on this machine against independent oracles (the sysctls themselves,
 //! getconf, findmnt, /sys), on node_exporter's fixtures with the scheduler rule, and with bad
 //! config files.
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 

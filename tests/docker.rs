@@ -4,6 +4,7 @@
 //! `docker inspect`, findmnt and `stat -f` read right after, and the checks' verdicts. Then sockets
 //! with no engine and a socket served by the test that answers malformed HTTP (the only fake here:
 //! a real engine cannot be made to answer garbage).
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 

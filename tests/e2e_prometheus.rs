@@ -9,6 +9,7 @@
 //! printed (a bound is asserted only as a generous deadline, not as a timing test). Then every
 //! dashboard query whose metrics this machine exports must return data through Prometheus's HTTP
 //! API, and the dashboard's variables must list this agent.
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 mod promql;

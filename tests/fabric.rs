@@ -9,6 +9,7 @@
 //!
 //! Needs root, `ip` (iproute2) and `iptables`; without them the tests say why and pass, except
 //! under CI=true, where they fail. The namespaces are deleted by Drop guards, also on failure.
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 

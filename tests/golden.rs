@@ -3,6 +3,7 @@
 //! fixture's own /proc/diskstats fields, and `promtool check metrics` run on the output.
 //!
 //! Regenerate the golden file after an intended change: `UPDATE_GOLDEN=1 cargo test --test golden`.
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! then nvme-cli, smartctl, hwmon, direct reads of the bad sector, the kernel log, a SMART critical
 //! warning set over QMP while the guest runs, the slow drive's latency, and the agent itself, all
 //! run inside the guest.
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 

@@ -177,7 +177,8 @@ fn crate_paths(module: &[String], code: &str, extern_name: &str) -> Vec<Module> 
     // `use` statements, grouped trees included.
     let mut outside = String::new();
     while let Some(start) = rest.find("use ") {
-        let boundary = start == 0 || !rest.as_bytes()[start - 1].is_ascii_alphanumeric() && rest.as_bytes()[start - 1] != b'_';
+        let boundary = start == 0
+            || !rest.as_bytes()[start - 1].is_ascii_alphanumeric() && rest.as_bytes()[start - 1] != b'_';
         outside.push_str(&rest[..start]);
         let Some(end) = rest[start..].find(';') else { break };
         if boundary {
@@ -195,7 +196,9 @@ fn crate_paths(module: &[String], code: &str, extern_name: &str) -> Vec<Module> 
         while let Some(pos) = outside[from..].find(&format!("{root}::")) {
             let at = from + pos;
             from = at + root.len() + 2;
-            if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b':') {
+            if at > 0
+                && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b':')
+            {
                 continue;
             }
             let end = outside[at..]
@@ -309,7 +312,8 @@ fn cycles(edges: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<Vec<Module>> {
             }
         }
     }
-    let mut t = T { edges, index: BTreeMap::new(), stack: Vec::new(), on: BTreeSet::new(), next: 0, out: Vec::new() };
+    let mut t =
+        T { edges, index: BTreeMap::new(), stack: Vec::new(), on: BTreeSet::new(), next: 0, out: Vec::new() };
     for v in edges.keys() {
         if !t.index.contains_key(v) {
             visit(&mut t, v);
@@ -360,7 +364,10 @@ fn the_checker_finds_upward_imports_and_circles() {
         ("model/mod.rs", "pub mod disks; use crate::sources::diskstats::Sample;"),
         ("model/disks.rs", "use super::seconds_since;"),
         ("sources/mod.rs", "pub mod diskstats; pub enum S { D(diskstats::Sample) }"),
-        ("sources/diskstats.rs", "use super::{Collected, Source};\n#[cfg(test)]\nmod tests { use crate::checks::x; }"),
+        (
+            "sources/diskstats.rs",
+            "use super::{Collected, Source};\n#[cfg(test)]\nmod tests { use crate::checks::x; }",
+        ),
         ("checks/mod.rs", "use crate::model::Model;"),
     ];
     assert_eq!(problems(&files(&base)), Vec::<String>::new(), "downward, nesting and test imports are fine");
@@ -376,7 +383,10 @@ fn the_checker_finds_upward_imports_and_circles() {
     assert!(problems(&inline)[0].contains("imports checks::REGISTRY (layer 4) from layer 3"));
 
     let mut quoted = files(&base);
-    quoted.push(("model/kernel.rs".into(), "// crate::checks in a comment\nconst X: &str = \"crate::checks\";".into()));
+    quoted.push((
+        "model/kernel.rs".into(),
+        "// crate::checks in a comment\nconst X: &str = \"crate::checks\";".into(),
+    ));
     assert_eq!(problems(&quoted), Vec::<String>::new(), "comments and strings are no imports");
 
     let mut circle = files(&base);

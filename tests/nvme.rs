@@ -5,6 +5,7 @@
 //! threshold lowered below the current temperature; the agent run as nobody without
 //! CAP_SYS_ADMIN; mean read latency of a drive slowed to 5 ms per request against dd's own
 //! timing; and a controller removed while the agent runs.
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 

@@ -7,6 +7,7 @@
 //! 3. blkdebug read errors on sda: the agent run as nobody (no CAP_SYS_RAWIO: SMART "denied", one
 //!    log line, no errors) reads `ioerr_cnt` exactly as sysfs has it and fails the io_errors
 //!    check, while a root agent's kernel log collector counts the libata and block classes on sda.
+#![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 

@@ -274,6 +274,7 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::disallowed_methods, reason = "unpacks node_exporter's sysfs fixture with tar")]
     fn fixture_interfaces() {
         // node_exporter's captured sysfs: eth0 links to a PCI device; bond0, dmz and int are
         // plain directories (virtual in the capture).
