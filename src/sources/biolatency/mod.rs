@@ -5,7 +5,10 @@
 //! The programs are loaded once, when the collector is built, with aya: BTF-enabled tracepoints
 //! (`tp_btf/block_rq_insert`, `block_rq_issue`, `block_rq_complete`) whose `struct request` field
 //! offsets are CO-RE relocations resolved against the running kernel's BTF
-//! (`<sysfs>/kernel/btf/vmlinux`). The kernel side keeps, per `(dev_t, op)`, 29 counters and a sum:
+//! (`<sysfs>/kernel/btf/vmlinux`). The load runs in a short-lived child process (`loader`), so
+//! that parsing the BTF, tens of MB for a moment, never counts against the agent's memory; the
+//! agent keeps only the descriptors of the maps and of the links that keep the programs attached.
+//! The kernel side keeps, per `(dev_t, op)`, 29 counters and a sum:
 //! slot `i < 28` counts requests that took at most 2^i µs (1 µs .. 134.2 s), slot 28 the rest.
 //! Each run reads that map into a sample, device names from the `major:minor` links of
 //! `<sysfs>/dev/block`.
@@ -16,21 +19,24 @@
 //! missing hardware: one warning at start, runs that succeed with no histograms. Either way the
 //! rest of the agent, the diskstats means included, works as before.
 
+mod loader;
+
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, Map, MapData};
 use aya::programs::BtfTracePoint;
-use aya::{Btf, Ebpf, EbpfLoader, Endianness, Pod};
+use aya::programs::links::FdLink;
+use aya::{Btf, EbpfLoader, Endianness, Pod};
 
 use super::{Collected, DeviceFilter, Sample as AnySample, Source};
 use crate::error::{CollectError, ErrorKind};
 use crate::paths::Paths;
 
 /// The compiled programs (see `scripts/build-bpf.sh`).
-pub const OBJECT: &[u8] = include_bytes!("../../bpf/biolatency.bpf.o");
+pub const OBJECT: &[u8] = include_bytes!("../../../bpf/biolatency.bpf.o");
 
 /// Counters per histogram in the kernel: 28 finite buckets and one above the last.
 pub const SLOTS: usize = 29;
@@ -44,6 +50,9 @@ pub fn upper_bound(i: usize) -> f64 {
 
 /// The tracepoints the programs attach to; each program is named after its tracepoint.
 const TRACEPOINTS: [&str; 3] = ["block_rq_insert", "block_rq_issue", "block_rq_complete"];
+
+/// How long the loader process may take to answer (it takes well under a second).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The operations, in the order of the kernel side's `enum op`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,9 +140,11 @@ fn split_dev(dev: u32) -> (u32, u32) {
 
 /// The loaded and attached programs and their maps. Dropping it detaches the programs.
 pub struct Programs {
-    _ebpf: Ebpf,
     hists: HashMap<MapData, RawKey, RawHist>,
     untracked: Array<MapData, u64>,
+    /// The BPF links of the attached programs, one per tracepoint: each holds its program (and
+    /// the program its maps) in the kernel, attached while the descriptor is open.
+    _links: [OwnedFd; TRACEPOINTS.len()],
     map_bytes: u64,
 }
 
@@ -184,15 +195,23 @@ fn load_error(what: &str, err: &(dyn std::error::Error + 'static)) -> CollectErr
     }
 }
 
-/// The `memlock:` field of a BPF map's fdinfo (kernel/bpf/syscall.c `bpf_map_show_fdinfo`):
+/// A numeric field of a BPF object's fdinfo (kernel/bpf/syscall.c `bpf_map_show_fdinfo`,
+/// `bpf_link_show_fdinfo`), by name:
 ///
 /// ```text
 /// map_type:  1
 /// memlock:   1180416  (tab-separated)
 /// ```
-pub fn parse_memlock(fdinfo: &[u8]) -> Option<u64> {
+fn fdinfo_field(fdinfo: &[u8], name: &str) -> Option<u64> {
     let text = std::str::from_utf8(fdinfo).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("memlock:").and_then(|v| v.trim().parse().ok()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(name).and_then(|v| v.strip_prefix(':')).and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// The `memlock:` field of a BPF map's fdinfo.
+pub fn parse_memlock(fdinfo: &[u8]) -> Option<u64> {
+    fdinfo_field(fdinfo, "memlock")
 }
 
 /// memlock of a BPF map fd, from `/proc/self/fdinfo` (what the kernel charges for it); 0 unknown.
@@ -200,45 +219,114 @@ fn memlock(fd: RawFd) -> u64 {
     std::fs::read(format!("/proc/self/fdinfo/{fd}")).ok().and_then(|b| parse_memlock(&b)).unwrap_or(0)
 }
 
+/// A descriptor of `link` (of program `name`) of its own. aya keeps an `FdLink`'s descriptor to
+/// itself, so this finds it among the process's: the `bpf_link` whose fdinfo has the link's id
+/// (`link_id:`, which no other kind of BPF object's fdinfo has), and duplicates it. Runs in the
+/// loader process, where no other thread opens or closes descriptors.
+fn link_fd(link: &FdLink, name: &str) -> Result<OwnedFd, CollectError> {
+    let what = format!("attaching program {name}: its link");
+    let id = link.info().map_err(|e| load_error(&what, &e))?.id();
+    let dir = Path::new("/proc/self/fd");
+    let entries = std::fs::read_dir(dir).map_err(|e| load_error(&what, &e))?;
+    for entry in entries.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else { continue };
+        let is_link = std::fs::read_link(entry.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:bpf_link");
+        if is_link
+            && std::fs::read(format!("/proc/self/fdinfo/{fd}"))
+                .is_ok_and(|b| fdinfo_field(&b, "link_id") == Some(u64::from(id)))
+        {
+            // SAFETY: `fd` is open: it is `link`'s own (the same link id; no earlier descriptor
+            // can have it, the link is new), and `link` outlives this borrow.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            return fd.try_clone_to_owned().map_err(|e| load_error(&what, &e));
+        }
+    }
+    Err(CollectError { kind: ErrorKind::Io, message: format!("{what} {id} is not in {}", dir.display()) })
+}
+
+/// What the loader process does (see `loader`): parses the BTF, loads the object, loads and
+/// attaches its three programs. Hands back the maps `hists` and `untracked`, the programs' links
+/// (in that order) and the memlock of the object's maps.
+fn load_and_attach(object: &[u8], btf_path: &Path) -> Result<loader::Handoff, CollectError> {
+    let btf = Btf::parse_file(btf_path, Endianness::default())
+        .map_err(|e| load_error(&format!("reading BTF from {}", btf_path.display()), &e))?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .load(object)
+        .map_err(|e| load_error("loading the BPF object", &e))?;
+    let mut links = Vec::with_capacity(TRACEPOINTS.len());
+    for name in TRACEPOINTS {
+        let program = ebpf.program_mut(name).ok_or_else(|| CollectError {
+            kind: ErrorKind::Internal,
+            message: format!("the BPF object has no program {name}"),
+        })?;
+        let tp: &mut BtfTracePoint =
+            program.try_into().map_err(|e| load_error(&format!("program {name}"), &e))?;
+        tp.load(name, &btf).map_err(|e| load_error(&format!("loading program {name}"), &e))?;
+        let id = tp.attach().map_err(|e| load_error(&format!("attaching program {name}"), &e))?;
+        let link = tp.take_link(id).map_err(|e| load_error(&format!("attaching program {name}"), &e))?;
+        links.push(link_fd(&FdLink::from(link), name)?);
+    }
+    let map_bytes = ebpf
+        .maps()
+        .filter_map(|(_, m)| match m {
+            Map::HashMap(d) | Map::Array(d) => Some(memlock(d.fd().as_fd().as_raw_fd())),
+            _ => None,
+        })
+        .sum();
+    let mut fds = Vec::with_capacity(2 + links.len());
+    for name in ["hists", "untracked"] {
+        let fd = match ebpf.map(name) {
+            Some(Map::HashMap(d) | Map::Array(d)) => {
+                d.fd().as_fd().try_clone_to_owned().map_err(|e| load_error(&format!("map {name}"), &e))?
+            }
+            Some(_) => {
+                return Err(CollectError {
+                    kind: ErrorKind::Internal,
+                    message: format!("the BPF object's map {name} is neither a hash map nor an array"),
+                });
+            }
+            None => {
+                return Err(CollectError {
+                    kind: ErrorKind::Internal,
+                    message: format!("the BPF object has no map {name}"),
+                });
+            }
+        };
+        fds.push(fd);
+    }
+    fds.extend(links);
+    Ok(loader::Handoff { fds, value: map_bytes })
+}
+
 impl Programs {
-    /// Loads `object` with the BTF at `btf_path` and attaches its three programs. `Ok(None)` when
-    /// the kernel has no BTF there.
+    /// Loads `object` with the BTF at `btf_path` and attaches its three programs, in a loader
+    /// process (see `loader`). `Ok(None)` when the kernel has no BTF there.
     pub fn load(object: &[u8], btf_path: &Path) -> Result<Option<Programs>, CollectError> {
         if !btf_path.exists() {
             return Ok(None);
         }
-        let btf = Btf::parse_file(btf_path, Endianness::default())
-            .map_err(|e| load_error(&format!("reading BTF from {}", btf_path.display()), &e))?;
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .load(object)
-            .map_err(|e| load_error("loading the BPF object", &e))?;
-        for name in TRACEPOINTS {
-            let program = ebpf.program_mut(name).ok_or_else(|| CollectError {
-                kind: ErrorKind::Internal,
-                message: format!("the BPF object has no program {name}"),
-            })?;
-            let tp: &mut BtfTracePoint =
-                program.try_into().map_err(|e| load_error(&format!("program {name}"), &e))?;
-            tp.load(name, &btf).map_err(|e| load_error(&format!("loading program {name}"), &e))?;
-            tp.attach().map_err(|e| load_error(&format!("attaching program {name}"), &e))?;
-        }
-        let map_bytes = ebpf
-            .maps()
-            .filter_map(|(_, m)| match m {
-                Map::HashMap(d) | Map::Array(d) => Some(memlock(d.fd().as_fd().as_raw_fd())),
-                _ => None,
-            })
-            .sum();
-        let missing = |name: &str| CollectError {
-            kind: ErrorKind::Internal,
-            message: format!("the BPF object has no map {name}"),
+        let handoff = loader::run(LOAD_TIMEOUT, || load_and_attach(object, btf_path))?;
+        let count = handoff.fds.len();
+        let Ok([hists, untracked, links @ ..]) = <[OwnedFd; 2 + TRACEPOINTS.len()]>::try_from(handoff.fds)
+        else {
+            return Err(CollectError {
+                kind: ErrorKind::Io,
+                message: format!(
+                    "the BPF loader process handed back {count} descriptors, not {}",
+                    2 + TRACEPOINTS.len()
+                ),
+            });
         };
-        let hists = ebpf.take_map("hists").ok_or_else(|| missing("hists"))?;
-        let hists = HashMap::try_from(hists).map_err(|e| load_error("map hists", &e))?;
-        let untracked = ebpf.take_map("untracked").ok_or_else(|| missing("untracked"))?;
-        let untracked = Array::try_from(untracked).map_err(|e| load_error("map untracked", &e))?;
-        Ok(Some(Programs { _ebpf: ebpf, hists, untracked, map_bytes }))
+        let map = |fd: OwnedFd, name: &str| {
+            MapData::from_fd(fd)
+                .and_then(Map::from_map_data)
+                .map_err(|e| load_error(&format!("map {name}"), &e))
+        };
+        let hists = HashMap::try_from(map(hists, "hists")?).map_err(|e| load_error("map hists", &e))?;
+        let untracked =
+            Array::try_from(map(untracked, "untracked")?).map_err(|e| load_error("map untracked", &e))?;
+        Ok(Some(Programs { hists, untracked, _links: links, map_bytes: handoff.value }))
     }
 
     /// The histograms as they stand now.
@@ -318,10 +406,6 @@ impl Biolatency {
             }
             Err(e) => (None, Some(e)),
         };
-        // Parsing the kernel's BTF takes some 20 MB of heap, freed by now; hand it back to the
-        // system, or the agent keeps it as resident memory for its whole life.
-        // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
-        unsafe { libc::malloc_trim(0) };
         Biolatency { paths, filter, interval, programs, failed }
     }
 
@@ -395,6 +479,11 @@ mod tests {
         assert_eq!(parse_memlock(fdinfo), Some(1180416));
         assert_eq!(parse_memlock(b"memlock: x\n"), None);
         assert_eq!(parse_memlock(b"\xff\xfe"), None);
+        // A link's (6.18): the id is `link_id`, not `prog_id`.
+        let fdinfo = b"pos:\t0\nflags:\t02000000\nmnt_id:\t16\nino:\t1061\nlink_type:\traw_tracepoint\nlink_id:\t12\nprog_tag:\t0123456789abcdef\nprog_id:\t40\n";
+        assert_eq!(fdinfo_field(fdinfo, "link_id"), Some(12));
+        assert_eq!(fdinfo_field(fdinfo, "prog_id"), Some(40));
+        assert_eq!(fdinfo_field(fdinfo, "link"), None);
     }
 
     proptest::proptest! {
