@@ -16,13 +16,18 @@
 # namespace holding the tree's interfaces for real: eth0..ethN-1 as veth pairs (the tree gives
 # sysfs's side: physical, speed, duplex). node_exporter reads them from the tree's /proc/net/dev.
 # Usage: scripts/bench-scale.sh [N=100]   (as root: it makes the namespace)
+#        STORWATCH_BIN=/path/to/storwatch scripts/bench-scale.sh [N]   (a prebuilt binary, to compare two)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100}
 NODE_EXPORTER=/usr/bin/prometheus-node-exporter
 [[ -x $NODE_EXPORTER ]] || { echo "$NODE_EXPORTER missing: apt-get install prometheus-node-exporter" >&2; exit 1; }
-cargo build --release --locked -q
-BIN=target/release/storwatch
+if [[ -n ${STORWATCH_BIN:-} ]]; then
+    BIN=$(realpath -- "$STORWATCH_BIN")
+else
+    cargo build --release --locked -q
+    BIN=target/release/storwatch
+fi
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }

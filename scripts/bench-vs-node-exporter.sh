@@ -81,22 +81,28 @@ PIDS+=("$NE_PID")
 
 # The scrape client: warm-up scrapes, then N timed ones on one keep-alive connection.
 # Prints: scrapes cpu_seconds median_ms p99_ms vmhwm_kb exposition_lines window_seconds vmrss_kb
-cat >"$WORK/client.py" <<'EOF'
-import http.client, os, sys, time
-
-pid, port, n, warmup, clk_tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-
-def cpu_seconds():
+# What both meters read of a process: its CPU (utime+stime) and a figure of /proc/PID/status.
+cat >"$WORK/procstat.py" <<'EOF'
+def cpu_seconds(pid, clk_tck):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / clk_tck  # utime, stime (fields 14 and 15)
 
-def status_kb(key):
+def status_kb(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     raise SystemExit(f"no {key} for pid {pid}")
+EOF
+
+cat >"$WORK/client.py" <<'EOF'
+import http.client, os, sys, time
+import procstat
+
+pid, port, n, warmup, clk_tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+cpu_seconds = lambda: procstat.cpu_seconds(pid, clk_tck)
+status_kb = lambda key: procstat.status_kb(pid, key)
 
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 def scrape():
@@ -137,21 +143,12 @@ EOF
 # where per_collector is name=runs[,flag] joined by "/" (flags: ticks, failing, slow=<max duration>).
 cat >"$WORK/steady.py" <<'EOF'
 import http.client, re, sys, time
+import procstat
 
 pid, port, ticks, interval, clk_tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+cpu_seconds = lambda: procstat.cpu_seconds(pid, clk_tck)
+status_kb = lambda key: procstat.status_kb(pid, key)
 collectors = sys.argv[6:]
-
-def cpu_seconds():
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / clk_tck  # utime, stime (fields 14 and 15)
-
-def status_kb(key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise SystemExit(f"no {key} for pid {pid}")
 
 SAMPLE = re.compile(rb'^storwatch_collector_(last_success_timestamp_seconds|duration_seconds|success)\{collector="([^"]+)"\} (\S+)$', re.M)
 def self_metrics():

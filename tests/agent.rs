@@ -39,6 +39,18 @@ fn help_documents_every_flag() {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
     assert!(help.contains("[default: :9747]"), "{help}");
+    // Every collector of the registry has its flags in --help, and in the README's flag table
+    // with its default interval.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let row = |flag: &str| readme.lines().find(|l| l.starts_with(&format!("| `{flag}`"))).unwrap_or_default();
+    for spec in storwatch::sources::REGISTRY {
+        for flag in [format!("--collector.{}", spec.name), format!("--collector.{}.interval", spec.name)] {
+            assert!(help.contains(&flag), "--help lacks {flag}");
+        }
+        assert!(row("--collector.<name>").contains(&format!("`{}`", spec.name)), "README: {}", spec.name);
+        let interval = format!("{} `{}`", spec.name, spec.interval);
+        assert!(row("--collector.<name>.interval").contains(&interval), "README lacks {interval}");
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Disk I/O families: the raw diskstats counters (named as node_exporter names them), facts,
 //! and the window's rates and means.
 
-use super::{Col, Row, counter, gauge, info, table};
+use super::{Col, counter, gauge, info, table};
 use crate::metrics::Family;
 use crate::model::derive::{DiskRates, OpRates};
 use crate::model::disks::Disks;
@@ -111,12 +111,11 @@ fn each_op(r: &DiskRates) -> impl Iterator<Item = (&'static str, OpRates)> {
 
 pub fn families(d: &Disks) -> Vec<Family> {
     let devices = &d.sample.devices;
-    let stats: Vec<Row<'_, DiskStat>> =
-        devices.iter().map(|(dev, d)| (vec![("device", dev.as_str())], &d.stat)).collect();
-    let mut out = table(RAW, &stats);
+    let stats = || devices.iter().map(|(dev, d)| ([("device", dev.as_str())], &d.stat));
+    let mut out = table(RAW, stats);
     out.extend(table(
         &[gauge("storwatch_disk_io_now", "I/O requests in flight.", |s: &DiskStat| Some(s.in_flight as f64))],
-        &stats,
+        stats,
     ));
     let numbers: Vec<(String, String)> =
         devices.values().map(|d| (d.stat.major.to_string(), d.stat.minor.to_string())).collect();
@@ -136,14 +135,12 @@ pub fn families(d: &Disks) -> Vec<Family> {
             ]
         }),
     ));
-    let per_op: Vec<(&str, &str, (&str, OpRates))> =
-        d.rates.iter().flat_map(|(dev, r)| each_op(r).map(move |o| (dev.as_str(), o.0, o))).collect();
-    let per_op: Vec<Row<'_, (&str, OpRates)>> =
-        per_op.iter().map(|(dev, op, row)| (vec![("device", *dev), ("op", *op)], row)).collect();
-    out.extend(table(PER_OP, &per_op));
-    let rates: Vec<Row<'_, DiskRates>> =
-        d.rates.iter().map(|(dev, r)| (vec![("device", dev.as_str())], r)).collect();
-    out.extend(table(WINDOW, &rates));
+    out.extend(table(PER_OP, || {
+        d.rates
+            .iter()
+            .flat_map(|(dev, r)| each_op(r).map(move |o| ([("device", dev.as_str()), ("op", o.0)], o)))
+    }));
+    out.extend(table(WINDOW, || d.rates.iter().map(|(dev, r)| ([("device", dev.as_str())], r))));
     if let (false, Some(w)) = (d.rates.is_empty(), d.window) {
         out.push(
             Family::gauge(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::docker::volume_users;
 
-use super::{Col, Row, flag, gauge, info, table};
+use super::{Col, flag, gauge, info, table};
 use crate::metrics::Family;
 use crate::sources::docker::{Place, Sample, Space};
 
@@ -155,16 +155,16 @@ pub fn families(s: &Sample) -> Vec<Family> {
         ro.push([("path", &p.path)], flag(m.read_only()));
     }
     out.push(ro);
-    let spaces: Vec<Row<'_, Space>> =
-        e.places.iter().filter_map(|p| Some((vec![("path", p.path.as_str())], p.space.as_ref()?))).collect();
-    out.extend(table(SPACE, &spaces));
+    out.extend(table(SPACE, || {
+        e.places.iter().filter_map(|p| Some(([("path", p.path.as_str())], p.space?)))
+    }));
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::docker::{Engine, Options, places};
+    use crate::sources::docker::{Engine, places};
     use crate::sources::mountinfo::parse_mountinfo;
 
     fn engine() -> Engine {
@@ -177,7 +177,6 @@ mod tests {
 
     #[test]
     fn engine_volumes_mounts_and_filesystems() {
-        let _ = Options::default();
         let families = families(&Sample { engine: Some(engine()) });
         let family =
             |name: &str| families.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name}"));

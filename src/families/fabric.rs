@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Col, Row, counter, flag, gauge, info, table};
+use super::{Col, counter, flag, gauge, info, table};
 use crate::metrics::Family;
 use crate::model::fabric::{Fabric, NfsWindow};
 use crate::sources::fabric::netdev::{NetDev, STATISTICS, Speed};
@@ -164,14 +164,13 @@ pub fn families(f: &Fabric) -> Vec<Family> {
             ]
         }),
     )];
-    let interfaces: Vec<Row<'_, NetDev>> =
-        s.interfaces.iter().map(|(name, d)| (vec![("interface", name.as_str())], d)).collect();
-    out.extend(table(INTERFACE, &interfaces));
+    let interfaces = || s.interfaces.iter().map(|(name, d)| ([("interface", name.as_str())], d));
+    out.extend(table(INTERFACE, interfaces));
     for (i, (_, name, help)) in STATISTICS.iter().enumerate() {
         let mut family = Family::counter(name, help);
-        for (labels, d) in &interfaces {
+        for (labels, d) in interfaces() {
             if let Some(v) = d.stats[i] {
-                family.push_labels(labels, v as f64);
+                family.push_labels(&labels, v as f64);
             }
         }
         out.push(family);
@@ -201,33 +200,36 @@ pub fn families(f: &Fabric) -> Vec<Family> {
     }
 
     let labels: Vec<String> = s.targets.keys().map(SocketAddr::to_string).collect();
-    let conns: Vec<Row<'_, Conns>> =
-        s.targets.values().zip(&labels).map(|(c, l)| (vec![("target", l.as_str())], c.as_slice())).collect();
-    out.extend(table(CONNECTIONS, &conns));
-    let totals: Vec<TargetRow> = s
-        .targets
-        .keys()
-        .map(|t| {
+    let targets = || s.targets.iter().zip(&labels).map(|((t, c), l)| ([("target", l.as_str())], (t, c)));
+    out.extend(table(CONNECTIONS, || targets().map(|(l, (_, c))| (l, c.as_slice()))));
+    out.extend(table(TARGET, || {
+        targets().map(|(l, (t, _))| {
             let total = f.targets.get(t).copied().unwrap_or_default();
-            TargetRow { retransmitted: total.retransmitted, sent: total.sent, ratio: f.retransmit_ratio(t) }
+            (
+                l,
+                TargetRow {
+                    retransmitted: total.retransmitted,
+                    sent: total.sent,
+                    ratio: f.retransmit_ratio(t),
+                },
+            )
         })
-        .collect();
-    let rows: Vec<Row<'_, TargetRow>> =
-        totals.iter().zip(&labels).map(|(t, l)| (vec![("target", l.as_str())], t)).collect();
-    out.extend(table(TARGET, &rows));
+    }));
 
-    let probes: Vec<(String, ProbeRow)> =
-        s.probes.iter().map(|(t, p)| (t.to_string(), (*p, f.probe_loss.get(t).copied()))).collect();
-    let rows: Vec<Row<'_, ProbeRow>> =
-        probes.iter().map(|(l, p)| (vec![("target", l.as_str())], p)).collect();
-    out.extend(table(PROBE, &rows));
+    let probed: Vec<String> = s.probes.keys().map(SocketAddr::to_string).collect();
+    out.extend(table(PROBE, || {
+        s.probes
+            .iter()
+            .zip(&probed)
+            .map(|((t, p), l)| ([("target", l.as_str())], (*p, f.probe_loss.get(t).copied())))
+    }));
 
-    let mounts: Vec<NfsRow> = s.nfs.iter().map(|m| (m.clone(), f.nfs.get(&m.mountpoint).copied())).collect();
-    let rows: Vec<Row<'_, NfsRow>> = mounts
-        .iter()
-        .map(|m| (vec![("mountpoint", m.0.mountpoint.as_str()), ("export", m.0.export.as_str())], m))
-        .collect();
-    out.extend(table(NFS, &rows));
+    out.extend(table(NFS, || {
+        s.nfs.iter().map(|m| {
+            let labels = [("mountpoint", m.mountpoint.as_str()), ("export", m.export.as_str())];
+            (labels, (m.clone(), f.nfs.get(&m.mountpoint).copied()))
+        })
+    }));
 
     if let Some(w) = f.window {
         out.push(

@@ -4,7 +4,8 @@
 //!
 //! One style for all: a table of columns ([`Col`]: name, help, kind, and the value of a row) over
 //! the rows of a source (devices, controllers, interfaces), one family per column and one sample
-//! per row that has a value ([`table`]); info families list their rows' labels ([`info`]).
+//! per row that has a value ([`table`]); info families list their rows' labels ([`info`]). Both
+//! read the model as they go: nothing is copied out of it to build a family.
 
 mod biolatency;
 mod diskstats;
@@ -17,6 +18,7 @@ mod nvme;
 mod queue;
 mod sata;
 
+use std::borrow::Borrow;
 use std::time::Duration;
 
 use crate::metrics::{Family, Kind};
@@ -78,18 +80,23 @@ pub const fn gauge<R: ?Sized>(
     Col { name, help, kind: Kind::Gauge, value }
 }
 
-/// A row of a table: its labels, in output order, and the value it is read from.
-pub type Row<'a, R> = (Vec<(&'static str, &'a str)>, &'a R);
-
 /// One family per column, in the columns' order; in each, one sample per row that has a value,
-/// in the rows' order.
-pub fn table<R: ?Sized>(cols: &[Col<R>], rows: &[Row<'_, R>]) -> Vec<Family> {
+/// in the rows' order. `rows` gives the rows afresh for each column (an iterator over the model,
+/// so nothing is collected in between): each its labels in output order, and the value it is read
+/// from (owned or borrowed).
+pub fn table<'r, R, L, B, I>(cols: &[Col<R>], rows: impl Fn() -> I) -> Vec<Family>
+where
+    R: ?Sized,
+    L: AsRef<[(&'static str, &'r str)]>,
+    B: Borrow<R>,
+    I: Iterator<Item = (L, B)>,
+{
     cols.iter()
         .map(|c| {
             let mut f = Family::new(c.name, c.kind, c.help);
-            for (labels, row) in rows {
-                if let Some(v) = (c.value)(row) {
-                    f.push_labels(labels, v);
+            for (labels, row) in rows() {
+                if let Some(v) = (c.value)(row.borrow()) {
+                    f.push_labels(labels.as_ref(), v);
                 }
             }
             f
@@ -126,10 +133,8 @@ mod tests {
             counter("x_a_total", "A.", |r| Some(f64::from(r.0))),
             gauge("x_b", "B, when known.", |r| r.1.map(f64::from)),
         ];
-        let rows = [(7, None), (8, Some(2))];
-        let labelled: Vec<Row<'_, _>> =
-            vec![(vec![("device", "sda")], &rows[0]), (vec![("device", "sdb")], &rows[1])];
-        let mut families = table(&cols, &labelled);
+        let rows = [("sda", (7, None)), ("sdb", (8, Some(2)))];
+        let mut families = table(&cols, || rows.iter().map(|(dev, r)| ([("device", *dev)], r)));
         families.push(info("x_info", "Facts.", [vec![("device", "sda"), ("model", "M")]]));
         assert_eq!(
             encode(Format::Text, &families),

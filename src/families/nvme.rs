@@ -1,7 +1,7 @@
 //! NVMe controller families: facts, namespaces, the SMART / Health log in base units, the
 //! temperatures (SMART, else hwmon) and the Error Information log's new entries.
 
-use super::{Col, Row, counter, flag, gauge, info, table};
+use super::{Col, counter, flag, gauge, info, table};
 use crate::metrics::Family;
 use crate::model::nvme::Nvme;
 use crate::sources::nvme::logs::{
@@ -117,25 +117,24 @@ pub fn families(n: &Nvme) -> Vec<Family> {
             }),
         ),
     ];
-    let all: Vec<Row<'_, Controller>> =
-        cs.iter().map(|c| (vec![("controller", c.name.as_str())], c)).collect();
+    let smart = || cs.iter().filter_map(|c| Some(([("controller", c.name.as_str())], c.smart.as_ref()?)));
+    let identified =
+        || cs.iter().filter_map(|c| Some(([("controller", c.name.as_str())], c.identify.as_ref()?)));
     out.extend(table(
         &[gauge(
             "storwatch_nvme_smart_available",
             "1 when the SMART log was read this interval; 0 when not (no CAP_SYS_ADMIN, device node missing, command failed).",
             |c: &Controller| Some(flag(c.smart.is_some())),
         )],
-        &all,
+        || cs.iter().map(|c| ([("controller", c.name.as_str())], c)),
     ));
-    let smart: Vec<Row<'_, SmartLog>> =
-        cs.iter().filter_map(|c| Some((vec![("controller", c.name.as_str())], c.smart.as_ref()?))).collect();
     out.extend(table(
         &[gauge(
             "storwatch_nvme_critical_warning",
             "SMART critical warning byte (0: no warning).",
             |s: &SmartLog| Some(f64::from(s.critical_warning)),
         )],
-        &smart,
+        smart,
     ));
     let mut bit =
         Family::gauge("storwatch_nvme_critical_warning_bit", "1 when this critical warning bit is set.");
@@ -159,16 +158,12 @@ pub fn families(n: &Nvme) -> Vec<Family> {
         }
     }
     out.extend([bit, temp]);
-    let identified: Vec<Row<'_, IdentifyController>> = cs
-        .iter()
-        .filter_map(|c| Some((vec![("controller", c.name.as_str())], c.identify.as_ref()?)))
-        .collect();
-    out.extend(table(IDENTIFY, &identified));
+    out.extend(table(IDENTIFY, identified));
     let mut tmt_t = Family::gauge(
         "storwatch_nvme_thermal_management_temperature_celsius",
         "MNTMT (bound=min) and MXTMT (bound=max): the range host controlled thermal management accepts.",
     );
-    for (labels, id) in &identified {
+    for (labels, id) in identified() {
         for (bound, k) in [("min", id.min_tmt), ("max", id.max_tmt)] {
             if let Some(k) = k {
                 tmt_t.push([labels[0], ("bound", bound)], celsius(k));
@@ -176,7 +171,7 @@ pub fn families(n: &Nvme) -> Vec<Family> {
         }
     }
     out.push(tmt_t);
-    out.extend(table(SMART, &smart));
+    out.extend(table(SMART, smart));
     let mut tmt_n = Family::counter(
         "storwatch_nvme_thermal_management_transitions_total",
         "Times the drive throttled itself to thermal management temperature 1 or 2.",
@@ -185,7 +180,7 @@ pub fn families(n: &Nvme) -> Vec<Family> {
         "storwatch_nvme_thermal_management_seconds_total",
         "Time throttled at thermal management temperature 1 or 2.",
     );
-    for (labels, s) in &smart {
+    for (labels, s) in smart() {
         for (i, level) in ["1", "2"].into_iter().enumerate() {
             tmt_n.push([labels[0], ("level", level)], f64::from(s.tmt_transitions[i]));
             tmt_s.push([labels[0], ("level", level)], f64::from(s.tmt_seconds[i]));

@@ -1,6 +1,6 @@
 //! Block queue setting families: the active scheduler, and one gauge per setting.
 
-use super::{Col, Row, gauge, info, table};
+use super::{Col, gauge, info, table};
 use crate::metrics::Family;
 use crate::sources::queue::{QueueSettings, Sample};
 
@@ -56,8 +56,6 @@ pub fn families(s: &Sample) -> Vec<Family> {
             ])
         }),
     )];
-    let rows: Vec<Row<'_, QueueSettings>> =
-        s.devices.iter().map(|(dev, q)| (vec![("device", dev.as_str())], q)).collect();
-    out.extend(table(SETTINGS, &rows));
+    out.extend(table(SETTINGS, || s.devices.iter().map(|(dev, q)| ([("device", dev.as_str())], q))));
     out
 }

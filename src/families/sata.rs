@@ -1,7 +1,7 @@
 //! SATA / SCSI disk families: facts, the iostat counters with their wraps undone, the ATA link,
 //! temperatures, the SMART state and attributes.
 
-use super::{Col, Row, counter, flag, gauge, info, table};
+use super::{Col, counter, flag, gauge, info, table};
 use crate::metrics::Family;
 use crate::model::sata::{Sata, State};
 use crate::sources::sata::smart::{self, Attribute};
@@ -100,10 +100,9 @@ pub fn families(s: &Sata) -> Vec<Family> {
             ]
         }),
     )];
-    let rows: Vec<DiskRow> = disks.iter().map(|d| DiskRow::new(d, s.state(&d.name))).collect();
-    let labelled: Vec<Row<'_, DiskRow>> =
-        disks.iter().zip(&rows).map(|(d, r)| (vec![("device", d.name.as_str())], r)).collect();
-    out.extend(table(DISK, &labelled));
+    out.extend(table(DISK, || {
+        disks.iter().map(|d| ([("device", d.name.as_str())], DiskRow::new(d, s.state(&d.name))))
+    }));
     let mut temp = Family::gauge(
         "storwatch_sata_temperature_celsius",
         "Drive temperature: SMART attribute 194 else 190 (source=smart), drivetemp hwmon (source=drivetemp).",
@@ -152,7 +151,7 @@ pub fn families(s: &Sata) -> Vec<Family> {
         }
     }
     out.extend([temp, state, skips, passed]);
-    out.extend(table(ATTRIBUTE, &attributes));
+    out.extend(table(ATTRIBUTE, || attributes.iter().map(|(l, a)| (l, *a))));
     out.push(failing);
     out
 }

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Collected, DeviceFilter, Sample as AnySample, Source};
@@ -157,11 +158,12 @@ fn vpd_serial(path: &Path, errors: &mut Vec<CollectError>) -> Option<String> {
     }
 }
 
-/// One device: its counters and its sysfs facts.
+/// One device: its counters and its sysfs facts (shared with the source's cache of them: they are
+/// read again only when the device may be another disk).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Device {
     pub stat: DiskStat,
-    pub info: DiskInfo,
+    pub info: Arc<DiskInfo>,
 }
 
 /// One read of `/proc/diskstats`: the devices that pass the filter, by name.
@@ -175,7 +177,7 @@ struct Known {
     dev: (u32, u32),
     /// Reads and writes completed: fewer now than then is a reset.
     ios: u64,
-    info: DiskInfo,
+    info: Arc<DiskInfo>,
     complete: bool,
 }
 
@@ -211,11 +213,12 @@ impl Diskstats {
                 Some(k) if k.complete && k.dev == dev && k.ios <= ios => Known { ios, ..k },
                 _ => {
                     let (info, complete) = read_info(&self.paths, &stat.name, &mut errors);
-                    Known { dev, ios, info, complete }
+                    Known { dev, ios, info: Arc::new(info), complete }
                 }
             };
-            devices.insert(stat.name.clone(), Device { stat: stat.clone(), info: k.info.clone() });
-            known.insert(stat.name, k);
+            let info = k.info.clone();
+            known.insert(stat.name.clone(), k);
+            devices.insert(stat.name.clone(), Device { stat, info });
         }
         self.known = known;
         Ok((Sample { devices }, errors))
