@@ -158,9 +158,16 @@ fn loop_device_histograms_match_diskstats() {
             mean * 1e6,
             disk_mean * 1e6
         );
+        // A request's histogram latency (block_rq_insert or _issue to block_rq_complete) lies
+        // inside its diskstats time (the request's allocation, start_time_ns, to the accounting
+        // after completion, blk_account_io_done), so the histogram's mean is at most diskstats'
+        // (which /proc prints in whole ms: under 1 µs over 1,000 requests; 2 % for the rare
+        // completion the programs miss). Below it by what happens before the insert: 2-9 % on a
+        // quiet machine here, more when other work takes the CPUs between the allocation and the
+        // insert (10.1 % for writes once in a full test run): 25 % allowed.
         assert!(
-            (mean - disk_mean).abs() <= 0.10 * disk_mean,
-            "{op}: histogram mean {mean} vs diskstats mean {disk_mean}: more than 10 % apart"
+            mean <= disk_mean * 1.02 + 2e-6 && mean >= 0.75 * disk_mean,
+            "{op}: histogram mean {mean} vs diskstats mean {disk_mean}: above it, or more than 25 % below"
         );
         // The +Inf bucket is the count, and the buckets never decrease.
         let buckets: Vec<f64> = after
