@@ -7,7 +7,7 @@ use storwatch::sources::{biolatency, diskstats, fabric, host, hwmon, mountinfo, 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else { return };
     let text = String::from_utf8_lossy(rest);
-    match which % 11 {
+    match which % 10 {
         0 => drop(diskstats::parse(rest)),
         1 => drop(diskstats::parse_vpd_pg80(rest)),
         2 => drop(mountinfo::parse_mountinfo(&text)),
@@ -16,8 +16,11 @@ fuzz_target!(|data: &[u8]| {
         5 => drop(fabric::tcp::parse_pairs(&text)),
         6 => drop(fabric::nfs::parse_mountstats(&text)),
         7 => drop(biolatency::parse_memlock(rest)),
-        8 => drop(hwmon::parse_number(&text)),
-        9 => drop((nvme::names::namespace_device(&text), nvme::names::controller_of(&text))),
+        8 => drop((
+            hwmon::parse_number(&text),
+            nvme::names::namespace_device(&text),
+            nvme::names::controller_of(&text),
+        )),
         _ => drop(diskstats::parse_line(&text)),
     }
 });
