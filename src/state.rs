@@ -147,11 +147,7 @@ impl State {
         }
         let now = Instant::now();
         let families = families::build(model, source, &self.families);
-        let judged = checks::REGISTRY
-            .iter()
-            .filter(|c| c.inputs.contains(&source) && c.enabled(&self.config))
-            .map(|c| (c.name, c.evaluate(model, &self.config, now)))
-            .collect();
+        let judged = checks::judge_inputs_of(source, model, &self.config, now);
         (families, judged)
     }
 

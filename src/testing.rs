@@ -36,10 +36,9 @@ impl Pipeline {
         let errors = std::mem::take(&mut c.errors);
         self.model.update(c);
         let families = families::build(&self.model, name, &self.families);
-        let checks = checks::REGISTRY
-            .iter()
-            .filter(|c| c.inputs.contains(&name) && c.enabled(&self.config))
-            .flat_map(|c| c.evaluate(&self.model, &self.config, at))
+        let checks = checks::judge_inputs_of(name, &self.model, &self.config, at)
+            .into_iter()
+            .flat_map(|(_, results)| results)
             .collect();
         Ok(Out { families, checks, errors })
     }

@@ -105,6 +105,20 @@ pub fn rank(check: &str) -> usize {
     REGISTRY.iter().position(|c| c.name == check).unwrap_or(REGISTRY.len())
 }
 
+/// The results of each enabled check that reads `source`: what a new sample of it may change.
+pub fn judge_inputs_of(
+    source: &str,
+    model: &Model,
+    config: &Config,
+    now: Instant,
+) -> Vec<(&'static str, Vec<CheckResult>)> {
+    REGISTRY
+        .iter()
+        .filter(|c| c.inputs.contains(&source) && c.enabled(config))
+        .map(|c| (c.name, c.evaluate(model, config, now)))
+        .collect()
+}
+
 /// Every enabled check's results on the model.
 pub fn evaluate_all(model: &Model, config: &Config, now: Instant) -> Vec<CheckResult> {
     REGISTRY.iter().filter(|c| c.enabled(config)).flat_map(|c| c.evaluate(model, config, now)).collect()

@@ -48,25 +48,18 @@ impl<T> Slot<T> {
     }
 }
 
-/// A part that is the sample itself: nothing is derived from it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plain<T> {
-    pub at: Instant,
-    pub sample: T,
-}
-
 #[derive(Debug, Default)]
 pub struct Model {
     disks: Slot<disks::Disks>,
     latency: Slot<latency::Latency>,
     kernel: Slot<kernel::Kernel>,
-    queue: Slot<Plain<queue::Sample>>,
-    host: Slot<Plain<host::Sample>>,
+    queue: Slot<queue::Sample>,
+    host: Slot<host::Sample>,
     fabric: Slot<fabric::Fabric>,
     nvme: Slot<nvme::Nvme>,
     sata: Slot<sata::Sata>,
     thermal: Slot<thermal::Hwmon>,
-    docker: Slot<Plain<sources::docker::Sample>>,
+    docker: Slot<sources::docker::Sample>,
 }
 
 impl Model {
@@ -88,11 +81,11 @@ impl Model {
                 "kmsg"
             }
             Sample::Queue(s) => {
-                self.queue.set(|_| Plain { at, sample: s });
+                self.queue.set(|_| s);
                 "queue"
             }
             Sample::Host(s) => {
-                self.host.set(|_| Plain { at, sample: s });
+                self.host.set(|_| s);
                 "host"
             }
             Sample::Fabric(s) => {
@@ -112,7 +105,7 @@ impl Model {
                 "hwmon"
             }
             Sample::Docker(s) => {
-                self.docker.set(|_| Plain { at, sample: s });
+                self.docker.set(|_| s);
                 "docker"
             }
         }
@@ -149,11 +142,11 @@ impl Model {
     }
 
     pub fn queue(&self) -> Option<&queue::Sample> {
-        self.queue.get().map(|p| &p.sample)
+        self.queue.get()
     }
 
     pub fn host(&self) -> Option<&host::Sample> {
-        self.host.get().map(|p| &p.sample)
+        self.host.get()
     }
 
     pub fn fabric(&self) -> Option<&fabric::Fabric> {
@@ -173,7 +166,7 @@ impl Model {
     }
 
     pub fn docker(&self) -> Option<&sources::docker::Sample> {
-        self.docker.get().map(|p| &p.sample)
+        self.docker.get()
     }
 
     /// When a drive (`nvme0`, `nvme0n1`, `sda`) was last seen throttling, from any source that

@@ -24,7 +24,7 @@ use std::time::Duration;
 use super::{Collected, Sample as AnySample, Source};
 use crate::error::CollectError;
 use crate::paths::Paths;
-use crate::read::{attr_or_note, file_name, list};
+use crate::read::{attr_or_note as attr, file_name, list};
 
 /// node_exporter's `cleanMetricName`: lower case, anything but `[a-z0-9:_]` to `_`, `_` trimmed.
 pub fn clean_name(s: &str) -> String {
@@ -168,10 +168,6 @@ impl Source for Hwmon {
         let (sample, errors) = self.read();
         Ok(Collected::new(AnySample::Hwmon(sample), errors))
     }
-}
-
-fn attr(path: &Path, errors: &mut Vec<CollectError>) -> Option<String> {
-    attr_or_note(path, errors)
 }
 
 fn number(path: &Path, errors: &mut Vec<CollectError>) -> Option<f64> {
