@@ -11,7 +11,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -56,69 +55,39 @@ impl Drop for Sysctl {
     }
 }
 
-/// A small sysfs laid out as on a real machine with two AHCI disks (ata1 -> sda with a
-/// partition, ata2 -> sdb), one NVMe controller at 0000:01:00.0 (nvme0, namespace nvme0n1 with
-/// partition nvme0n1p2), a SCSI address 1:0:0:0 -> sdb, and a device mapper disk.
-fn mini_sysfs() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let sys = dir.path();
-    let mk = |rel: &str| std::fs::create_dir_all(sys.join(rel)).unwrap();
-    let link = |target: &str, rel: &str| {
-        std::fs::create_dir_all(sys.join(rel).parent().unwrap()).unwrap();
-        symlink(target, sys.join(rel)).unwrap();
-    };
-    let ahci = "devices/pci0000:00/0000:00:1f.2";
-    for (port, host, disk) in [(1, 0, "sda"), (2, 1, "sdb")] {
-        let dev = format!("{ahci}/ata{port}/host{host}/target{host}:0:0/{host}:0:0:0/block/{disk}");
-        mk(&dev);
-        link(&format!("../{dev}"), &format!("block/{disk}"));
-        link(&format!("../../{dev}"), &format!("class/block/{disk}"));
-    }
-    mk(&format!("{ahci}/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1"));
-    std::fs::write(
-        sys.join(format!("{ahci}/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1/partition")),
-        "1\n",
-    )
-    .unwrap();
-    link(&format!("../../{ahci}/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1"), "class/block/sda1");
-    mk("bus/scsi/devices/1:0:0:0/block/sdb");
-    let nvme = "devices/pci0000:00/0000:00:02.1/0000:01:00.0/nvme/nvme0";
-    mk(&format!("{nvme}/nvme0n1/nvme0n1p2"));
-    std::fs::write(sys.join(format!("{nvme}/nvme0n1/nvme0n1p2/partition")), "2\n").unwrap();
-    link(&format!("../{nvme}/nvme0n1"), "block/nvme0n1");
-    link(&format!("../../{nvme}/nvme0n1/nvme0n1p2"), "class/block/nvme0n1p2");
-    mk("bus/pci/devices/0000:01:00.0/nvme/nvme0");
-    mk("devices/virtual/block/dm-0");
-    link("../devices/virtual/block/dm-0", "block/dm-0");
-    dir
-}
-
-/// The device the agent must name for a corpus subject on `mini_sysfs`.
-fn expected_device(subject: &str) -> &'static str {
-    match subject {
-        "block:sda" | "block:sda1" | "ata:1" => "sda",
-        "block:sdb" | "block:sdb1" | "ata:2" | "scsi:1:0:0:0" => "sdb",
-        "block:nvme0n1" | "block:nvme0n1p2" => "nvme0n1",
-        "nvme:nvme0" | "pci:0000:01:00.0" => "nvme0",
-        "nvme:nvme1" => "nvme1",
-        // Not in this sysfs: named by the kernel's partition naming alone.
-        "block:sdc" => "sdc",
-        "block:sdd" => "sdd",
-        "block:sde" => "sde",
-        "block:sdf" => "sdf",
-        "block:dm-0" => "dm-0",
-        "block:dm-3" => "dm-3",
-        // ata3 and ata4 have no disk here; a root port is not an NVMe controller; CPUs are no device.
-        "ata:3" | "ata:4" | "pci:0000:00:1c.0" | "pci:0000:00:01.0" | "none" => "",
-        other => panic!("no expectation for {other}"),
+/// The key a corpus subject (tests/data/kmsg-corpus.tsv) is counted under on the synthetic host
+/// (tests/common/host_sysfs.rs): a disk's name, or `kind:subject` for the other subjects.
+fn expected_key(subject: &str) -> String {
+    let (kind, name) = subject.split_once(':').unwrap_or((subject, ""));
+    let disk = |d: &str| d.to_owned();
+    match (kind, name) {
+        ("ata", p) => disk(["sda", "sdb", "sdc", "sdd"][p.parse::<usize>().unwrap() - 1]),
+        ("nvme", c) => disk(c),
+        ("block", d) if d.starts_with("dm-") => format!("dm:{d}"),
+        ("block", d) if d.starts_with("nvme") => disk(d.split('p').next().unwrap()),
+        ("block", d) => disk(d.trim_end_matches(|c: char| c.is_ascii_digit())),
+        ("md", m) => format!("md:{m}"),
+        ("scsi", "1:0:0:0") => disk("sdb"),
+        ("scsi", "7:0:1:0") => disk("sdg"),
+        // The NVMe function, and the root port above it with nvme0 alone below.
+        ("pci", "0000:01:00.0" | "0000:00:1c.0") => disk("nvme0"),
+        // The bridge above the SAS HBA: no NVMe controller to name.
+        ("pci", b) => format!("pci:{b}"),
+        ("iscsi", n) => format!("iscsi:session{n}"),
+        ("nfs", server) => format!("nfs:{server}"),
+        ("devnum", "8:16") => disk("sdb"),
+        ("devnum", "8:32") => disk("sdc"),
+        ("none", _) => "none:".to_owned(),
+        _ => panic!("no expectation for {subject}"),
     }
 }
 
+/// (verdict, subject, line) of tests/data/kmsg-corpus.tsv.
 fn corpus() -> Vec<(String, String, String)> {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/kmsg-corpus.tsv"))
         .unwrap()
         .lines()
-        .filter(|l| !l.starts_with('#'))
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
             let f: Vec<&str> = l.splitn(3, '\t').collect();
             (f[0].to_owned(), f[1].to_owned(), f[2].to_owned())
@@ -126,17 +95,25 @@ fn corpus() -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Every `storwatch_kernel_storage_errors_total` series as (device, class) -> count.
+/// Every error series of both kernel log families as (key, class) -> count: a disk by its name,
+/// any other subject as `kind:subject`.
 fn counts(body: &str) -> BTreeMap<(String, String), f64> {
-    common::samples(body, "storwatch_kernel_storage_errors_total")
+    let value = |labels: &str, key: &str| {
+        labels.split(&format!("{key}=\"")).nth(1).unwrap().split('"').next().unwrap().to_owned()
+    };
+    let disks = common::samples(body, "storwatch_kernel_storage_errors_total")
         .into_iter()
-        .map(|(labels, v)| {
-            let value = |key: &str| {
-                labels.split(&format!("{key}=\"")).nth(1).unwrap().split('"').next().unwrap().to_owned()
-            };
-            ((value("device"), value("class")), v)
-        })
-        .collect()
+        .map(|(l, v)| ((value(l, "device"), value(l, "class")), v));
+    let others = common::samples(body, "storwatch_kernel_subject_errors_total")
+        .into_iter()
+        .map(|(l, v)| ((format!("{}:{}", value(l, "kind"), value(l, "subject")), value(l, "class")), v));
+    disks.chain(others).collect()
+}
+
+fn host_sysfs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::host_sysfs::build(dir.path());
+    dir
 }
 
 fn prerequisites() -> bool {
@@ -149,7 +126,7 @@ fn every_class_counted_exactly_per_device_and_near_misses_count_nothing() {
     if !prerequisites() {
         return;
     }
-    let sys = mini_sysfs();
+    let sys = host_sysfs();
     let agent = Agent::start(&[
         &format!("--path.sysfs={}", sys.path().display()),
         "--no-collector.diskstats",
@@ -161,12 +138,13 @@ fn every_class_counted_exactly_per_device_and_near_misses_count_nothing() {
 
     // Each line k+1 times, so a count that is right by accident is unlikely.
     let mut want = before.clone();
-    for (k, (class, subject, line)) in corpus().iter().enumerate() {
+    // Lines that only say more about a failure before them are for the real corpus's test.
+    for (k, (class, subject, line)) in corpus().iter().filter(|c| c.0 != "continues").enumerate() {
         let times = k % 3 + 1;
         for _ in 0..times {
             inject(line);
         }
-        *want.entry((expected_device(subject).to_owned(), class.clone())).or_default() += times as f64;
+        *want.entry((expected_key(subject), class.clone())).or_default() += times as f64;
     }
     let near =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/kmsg-near-misses.txt"))
@@ -198,10 +176,117 @@ fn every_class_counted_exactly_per_device_and_near_misses_count_nothing() {
         Some(0.0),
         "{body}"
     );
+    assert_eq!(
+        sample(&body, "storwatch_check_ok{check=\"device_errors\",subject=\"md0\"}"),
+        Some(0.0),
+        "an md array is judged under its own name"
+    );
     assert!(
         !body.contains("storwatch_check_ok{check=\"device_errors\",subject=\"\"}"),
-        "unattributed errors are counted, not judged"
+        "errors without a subject (CPU throttling) are counted, not judged"
     );
+}
+
+/// The key a real corpus row's device column (tests/data/kmsg-real.tsv) names; None for `-`.
+fn real_key(device: &str) -> Option<String> {
+    match device {
+        "-" => None,
+        d if d.starts_with("nfs:") || d.starts_with("pci:") => Some(d.to_owned()),
+        d if d.starts_with("iscsi:") => {
+            let n =
+                d.trim_start_matches("iscsi:").trim_start_matches("session").trim_start_matches("connection");
+            Some(format!("iscsi:session{}", n.split(':').next().unwrap()))
+        }
+        d if d.starts_with("dm-") => Some(format!("dm:{d}")),
+        d if d.starts_with("md") => Some(format!("md:{d}")),
+        d => Some(d.to_owned()),
+    }
+}
+
+/// The real corpus (tests/data/kmsg-real.tsv: kernel lines from public bug reports, normalized onto
+/// the synthetic host) written into the real /dev/kmsg one line at a time, with the agent reading
+/// it and a sysfs laid out like the host: after each line, what rose and on which subject. Unrelated
+/// records between incidents (as a real log has) end each incident's context.
+#[test]
+fn real_kernel_lines_counted_on_the_right_subject() {
+    let _serial = serial();
+    if !prerequisites() {
+        return;
+    }
+    let sys = host_sysfs();
+    let agent = Agent::start(&[
+        &format!("--path.sysfs={}", sys.path().display()),
+        "--collector.kmsg.interval=100ms",
+        "--no-collector.diskstats",
+        "--no-collector.queue",
+        "--no-collector.host",
+    ]);
+    agent.wait_ready();
+    let _unlimited = Sysctl::set("printk_devkmsg", "on\n");
+    let mut kmsg = std::fs::OpenOptions::new().write(true).open("/dev/kmsg").unwrap();
+    let rows: Vec<Vec<String>> =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/kmsg-real.tsv"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| l.splitn(5, '\t').map(str::to_owned).collect())
+            .collect();
+    let body = agent.metrics();
+    let mut records = sample(&body, "storwatch_kernel_log_records_total").unwrap();
+    let mut before = counts(&body);
+    let (mut incident, mut fails, mut counted) = (String::new(), 0, 0);
+    let mut incidents: BTreeMap<String, bool> = BTreeMap::new();
+    let (mut wrong, mut missed) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let (verdict, device, line) = (&row[2], &row[3], &row[4]);
+        if row[0] != incident {
+            incident.clone_from(&row[0]);
+            for _ in 0..20 {
+                kmsg.write_all(format!("<6>storwatch test: between incidents{MARK}\n").as_bytes()).unwrap();
+            }
+            records += 20.0;
+        }
+        // The line as the kernel wrote it: no mark of ours, which would change its end.
+        kmsg.write_all(format!("<3>{line}\n").as_bytes()).unwrap();
+        records += 1.0;
+        let body = agent.wait_for(Duration::from_secs(10), "the line read", |b| {
+            sample(b, "storwatch_kernel_log_records_total").unwrap() >= records
+        });
+        let after = counts(&body);
+        let rose: Vec<&(String, String)> =
+            after.iter().filter(|(k, v)| before.get(*k).is_none_or(|b| *v > b)).map(|(k, _)| k).collect();
+        let want = real_key(device);
+        if verdict == "benign" && !rose.is_empty() {
+            wrong.push(format!("benign line counted on {rose:?}: {line}"));
+        }
+        if let Some(w) = &want
+            && let Some(k) = rose.iter().find(|(k, _)| k != w)
+        {
+            wrong.push(format!("counted on {k:?}, not {w}: {line}"));
+        }
+        if verdict == "fail" {
+            fails += 1;
+            let ok = !rose.is_empty() && want.as_ref().is_none_or(|w| rose.iter().all(|(k, _)| k == w));
+            counted += usize::from(ok);
+            *incidents.entry(row[0].clone()).or_default() |= ok;
+            if !ok {
+                missed.push(format!("{} {device}: {line}", row[0]));
+            }
+        }
+        before = after;
+    }
+    let seen = incidents.values().filter(|v| **v).count();
+    eprintln!(
+        "real corpus through /dev/kmsg: failure lines {counted}/{fails}, incidents {seen}/{}",
+        incidents.len()
+    );
+    for m in &missed {
+        eprintln!("not counted: {m}");
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(fails >= 250, "the corpus holds {fails} failure lines");
+    assert!(counted * 100 >= fails * 90, "{counted} of {fails} failure lines");
+    assert!(seen * 100 >= incidents.len() * 95, "{seen} of {} incidents", incidents.len());
 }
 
 #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, de::Error};
 
 use super::{CheckResult, ago, human};
 use crate::model::Model;
+use crate::sources::kmsg::Target;
 use crate::sources::kmsg::classify::Class;
 use crate::values::positive_duration;
 
@@ -43,18 +44,20 @@ pub fn evaluate(model: &Model, cfg: &Config, now: Instant) -> Vec<CheckResult> {
     let Some(k) = model.kernel() else { return Vec::new() };
     last_errors(cfg, &k.sample.errors)
         .into_iter()
-        .map(|(device, (t, class))| judge(cfg, device, k.age(t, now), class.as_str()))
+        .map(|(subject, (t, class))| judge(cfg, &subject, k.age(t, now), class.as_str()))
         .collect()
 }
 
-/// Per attributed device, its last error's printk time and class, ignored classes aside.
-fn last_errors<'a>(cfg: &Config, errors: &'a BTreeMap<(String, Class), (u64, f64)>) -> BTreeMap<&'a str, (f64, Class)> {
-    let mut last: BTreeMap<&str, (f64, Class)> = BTreeMap::new();
-    for ((device, class), (_, t)) in errors {
-        if device.is_empty() || cfg.ignore.iter().any(|i| i == class.as_str()) {
+/// Per attributed subject (a disk by name, anything else as `kind:name`), its last error's printk
+/// time and class, ignored classes aside.
+fn last_errors(cfg: &Config, errors: &BTreeMap<(Target, Class), (u64, f64)>) -> BTreeMap<String, (f64, Class)> {
+    let mut last: BTreeMap<String, (f64, Class)> = BTreeMap::new();
+    for ((target, class), (_, t)) in errors {
+        let subject = target.label();
+        if subject.is_empty() || cfg.ignore.iter().any(|i| i == class.as_str()) {
             continue;
         }
-        let entry = last.entry(device).or_insert((*t, *class));
+        let entry = last.entry(subject).or_insert((*t, *class));
         if *t > entry.0 {
             *entry = (*t, *class);
         }
@@ -79,26 +82,30 @@ pub fn judge(cfg: &Config, device: &str, age: f64, class: &str) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::kmsg::Kind;
 
     #[test]
     fn window_and_ignored_classes() {
         let cfg = Config::default();
         let now = 10_000.0;
-        let errors: BTreeMap<(String, Class), (u64, f64)> = [
-            ("sda", Class::AtaMedia, now - 60.0),
-            ("sda", Class::BlockMedium, now - 3600.0),
-            ("sdb", Class::BlockIo, now - 3600.0),
-            ("nvme0", Class::PcieAerCorrectable, now - 1.0),
-            ("", Class::AtaLinkDown, now - 1.0),
+        let t = |kind, name: &str| Target { kind, name: name.to_owned() };
+        let errors: BTreeMap<(Target, Class), (u64, f64)> = [
+            (t(Kind::Disk, "sda"), Class::AtaMedia, now - 60.0),
+            (t(Kind::Disk, "sda"), Class::BlockMedium, now - 3600.0),
+            (t(Kind::Disk, "sdb"), Class::BlockIo, now - 3600.0),
+            (t(Kind::Disk, "nvme0"), Class::PcieAerCorrectable, now - 1.0),
+            (t(Kind::Md, "md0"), Class::MdDegraded, now - 5.0),
+            (t(Kind::Nfs, "nas1"), Class::NfsTimeout, now - 5000.0),
+            (t(Kind::None, ""), Class::CpuThrottle, now - 1.0),
         ]
-        .iter()
-        .map(|(d, c, t)| (((*d).to_owned(), *c), (1, *t)))
+        .into_iter()
+        .map(|(d, c, t)| ((d, c), (1, t)))
         .collect();
         let r: Vec<CheckResult> =
-            last_errors(&cfg, &errors).into_iter().map(|(d, (t, c))| judge(&cfg, d, now - t, c.as_str())).collect();
+            last_errors(&cfg, &errors).into_iter().map(|(d, (t, c))| judge(&cfg, &d, now - t, c.as_str())).collect();
         let verdicts: Vec<_> = r.iter().map(|r| (r.subject.as_str(), r.ok)).collect();
-        assert_eq!(verdicts, [("sda", false), ("sdb", true)], "{r:?}");
-        assert_eq!(r[0].value, Some(60.0));
-        assert!(r[0].observed.contains("ata_media"), "{}", r[0].observed);
+        assert_eq!(verdicts, [("md0", false), ("nfs:nas1", true), ("sda", false), ("sdb", true)], "{r:?}");
+        assert_eq!(r[2].value, Some(60.0));
+        assert!(r[2].observed.contains("ata_media"), "{}", r[2].observed);
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod loopdev;
 
+pub mod host_sysfs;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
