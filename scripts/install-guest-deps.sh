@@ -6,10 +6,11 @@
 #   busybox-static     the guest's /init shell and tools
 #   nvme-cli           `nvme` in the guest, the reference for NVMe admin commands
 #   smartmontools      `smartctl` in the guest, the reference for SATA SMART over SG_IO
+#   e2fsprogs dmsetup  `mkfs.ext4` and `dmsetup` in the guest: ext4 on a device-mapper disk that fails
 #   cpio               packs the initramfs
 #   xz-utils zstd      unpack compressed kernel modules (.ko.xz / .ko.zst) while packing
 set -euo pipefail
-packages=(qemu-system-x86 linux-image-amd64 busybox-static nvme-cli smartmontools cpio xz-utils zstd)
+packages=(qemu-system-x86 linux-image-amd64 busybox-static nvme-cli smartmontools e2fsprogs dmsetup cpio xz-utils zstd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

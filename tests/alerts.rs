@@ -87,8 +87,8 @@ fn promtool_tests_reject_broken_rules() {
     let mutations: [(&str, &str, &str); 5] = [
         // The I/O timeout alert demoted to a warning.
         (
-            "nvme_timeout\"} < 900\n        labels:\n          severity: critical",
-            "nvme_timeout\"} < 900\n        labels:\n          severity: warning",
+            "scsi_abort\"} < 900\n        labels:\n          severity: critical",
+            "scsi_abort\"} < 900\n        labels:\n          severity: warning",
             "StorwatchKernelIOTimeout",
         ),
         // The far-above-spec latency at twice instead of four times the threshold.

@@ -2,7 +2,8 @@
 # Builds the guest's initramfs (gzip'd newc cpio):
 #   build-initramfs.sh OUT.cpio.gz SCRIPT [BINARY...]
 # Contents: static busybox, the storage modules of the installed Debian kernel (nvme, ahci, sd_mod,
-# drivetemp, virtio_pci and virtio_scsi for run.sh --scsi-disk, and their dependencies from
+# drivetemp, virtio_pci and virtio_scsi for run.sh --scsi-disk, ext4 and dm-mod for a filesystem
+# on a device-mapper disk that fails (ext4 needs crc32c), and their dependencies from
 # modules.dep, decompressed so busybox insmod loads them),
 # /init (below), SCRIPT as /cmd.sh, and each BINARY at its host path with the shared libraries
 # `ldd` names (also at their host paths), so the agent, nvme and smartctl run in the guest.
@@ -31,7 +32,7 @@ cp "$script" "$root/cmd.sh"
 
 # Modules in load order: for each root module its modules.dep dependencies reversed (depmod lists
 # them so that the last one is loaded first), then the module itself; duplicates dropped.
-roots=(nvme ahci sd_mod drivetemp virtio_pci virtio_scsi)
+roots=(nvme ahci sd_mod drivetemp virtio_pci virtio_scsi crc32c_generic ext4 dm-mod)
 order=()
 for m in "${roots[@]}"; do
     line=$(grep -E "(^|/)${m}\.ko(\.[a-z]+)?:" "$moddir/modules.dep") ||

@@ -8,11 +8,11 @@
 //! one class: a single bad sector on SATA shows as an ATA exception, an ATA media error, a SCSI
 //! medium error and a block-layer medium error, one line each.
 //!
-//! Some lines only say more about the line before them (`Add. Sense: ...` after a sense key, the
-//! `res` register dump after an ATA exception, the bits of a PCIe AER report). They are
-//! [`Verdict::Continues`]: they count under the class of the failure they follow on the same
-//! subject, and not at all when nothing failed there just before (the same `Sense Key : Illegal
-//! Request` is a failure after a failed read and a probe's question at boot).
+//! A failure is counted once, on the line that reports it. Lines that only say more about it
+//! (`Add. Sense: ...` after a sense key, the `cmd`/`res` register dump and `status:` after an ATA
+//! exception, the bits of a PCIe AER report, a driver's advice) count nothing, and neither do lines
+//! that are a failure in one log and routine in another (`Sense Key : Illegal Request` after a
+//! failed read and as a probe's question at boot, a USB bridge's reset, a link slow at cold boot).
 
 /// The classes, in output order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -210,15 +210,6 @@ impl Class {
     }
 }
 
-/// What a line says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verdict {
-    /// A failure of this class.
-    Counts(Class),
-    /// More about the failure just before it on the same subject; nothing on its own.
-    Continues,
-}
-
 /// What a line names, before it is resolved to a whole block device through sysfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Subject<'a> {
@@ -241,8 +232,6 @@ pub enum Subject<'a> {
     Pci(&'a str),
     /// An md array (`md0`); empty when the line does not name it (`raid1: ...` of old kernels).
     Md(&'a str),
-    /// A USB device by its port path (`2-1`): the disk behind it.
-    Usb(&'a str),
     /// An NFS server as the client names it.
     Nfs(&'a str),
     /// An iSCSI session by number (`session1`, `connection1:0`).
@@ -274,10 +263,10 @@ const BLOCK_STATUS: &[(&str, Class)] = &[
     ("invalid", Class::BlockOther),
 ];
 
-type Hit<'a> = Option<(Verdict, Subject<'a>)>;
+type Hit<'a> = Option<(Class, Subject<'a>)>;
 
 fn counts(class: Class, subject: Subject<'_>) -> Hit<'_> {
-    Some((Verdict::Counts(class), subject))
+    Some((class, subject))
 }
 
 /// The token up to the first of `ends` (or the end).
@@ -285,8 +274,14 @@ fn token<'a>(s: &'a str, ends: &[char]) -> &'a str {
     s.find(ends).map_or(s, |i| &s[..i])
 }
 
+/// A name the kernel gives a device: it also becomes one component of a sysfs path, so `.` and
+/// `..` are not names.
 fn is_device_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:!".contains(&b))
+    !s.is_empty()
+        && s.len() <= 32
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:!".contains(&b))
 }
 
 fn is_bdf(s: &str) -> bool {
@@ -350,50 +345,27 @@ pub fn classify(line: &str) -> Hit<'_> {
         b'S' if line.starts_with("SCSI error") => scsi_return_code(line, None),
         b'D' if line.starts_with("Device ") && line.ends_with(" not ready.") => {
             let dev = line["Device ".len()..line.len() - " not ready.".len()].trim();
-            is_device_name(dev).then_some((Verdict::Counts(Class::ScsiSense), Subject::Block(dev)))
-        }
-        b'u' if line.starts_with("usb ") => usb(line),
-        b'u' if line.starts_with("unable to read partition table") => {
-            Some((Verdict::Continues, Subject::None))
+            is_device_name(dev).then_some((Class::ScsiSense, Subject::Block(dev)))
         }
         b'i' if line.starts_with("iscsid: Kernel reported iSCSI connection ") => iscsi(line),
         b'h' if line.starts_with("hpsa ") => hpsa(line),
         b'q' if line.starts_with("qla2xxx [") => {
             let bdf = token(&line["qla2xxx [".len()..], &[']']);
             (is_bdf(bdf) && (line.contains("LOOP DOWN detected") || line.contains("Link down")))
-                .then_some((Verdict::Counts(Class::ScsiHost), Subject::Pci(bdf)))
-        }
-        b'R' if line.starts_with("Result: hostbyte=")
-            || line.starts_with("Sense Key : ")
-            || line.starts_with("Add. Sense: ") =>
-        {
-            Some((Verdict::Continues, Subject::None))
+                .then_some((Class::ScsiHost, Subject::Pci(bdf)))
         }
         b'd' if line.starts_with("device-mapper: ") => dm(line),
         b'N' if line.starts_with("NFS") => nfs(line),
         b'b' if line.starts_with("block ") => {
             let (dev, text) = line["block ".len()..].split_once(": ")?;
             (text.starts_with("no usable path") && is_device_name(dev))
-                .then_some((Verdict::Counts(Class::NvmeFabric), Subject::Block(dev)))
+                .then_some((Class::NvmeFabric, Subject::Block(dev)))
         }
         b'C' if line.starts_with("CPU") => return cpu(line),
         _ => None,
     };
     if found.is_some() {
         return found;
-    }
-    // Split lines of older kernels and driver-level lines that name no disk: more about the
-    // failure before them.
-    if line.starts_with("Sense Key : ")
-        || line.starts_with("Add. Sense: ")
-        || line.starts_with("Result: hostbyte=")
-        || line.contains(": attempting task abort!")
-        || line.contains(": attempting device reset!")
-        || line.contains(": attempting target reset!")
-        || line.contains("task abort failed")
-        || line.contains(": task abort: ")
-    {
-        return Some((Verdict::Continues, Subject::None));
     }
     if let Some((dev, text)) = line.split_once(": ")
         && is_device_name(dev)
@@ -438,7 +410,7 @@ fn beyond_end(record: &str) -> Hit<'_> {
         Some((dev, text)) if is_device_name(dev) && text.starts_with("rw=") => {
             counts(Class::BlockOther, Subject::Block(dev))
         }
-        _ => Some((Verdict::Continues, Subject::None)),
+        _ => None,
     }
 }
 
@@ -452,7 +424,7 @@ fn block(line: &str) -> Hit<'_> {
     let rest = &line[at + " error, dev ".len()..];
     let dev = token(rest, &[',']);
     (is_device_name(dev) && rest[dev.len()..].starts_with(", sector "))
-        .then_some((Verdict::Counts(class), Subject::Block(dev)))
+        .then_some((class, Subject::Block(dev)))
 }
 
 /// `sda: detected capacity change from 4000787030016 to 0` (also after `sd H:C:T:L: [sda] `).
@@ -466,7 +438,7 @@ fn capacity(line: &str) -> Hit<'_> {
         Some((_, d)) => d.strip_suffix(']')?,
         None => head.strip_prefix("block ").unwrap_or(head),
     };
-    is_device_name(dev).then_some((Verdict::Counts(Class::DeviceLost), Subject::Block(dev)))
+    is_device_name(dev).then_some((Class::DeviceLost, Subject::Block(dev)))
 }
 
 fn nvme(line: &str) -> Hit<'_> {
@@ -476,7 +448,7 @@ fn nvme(line: &str) -> Hit<'_> {
     if let Some(rest) = line.strip_prefix("nvme: probe of ") {
         let bdf = token(rest, &[' ']);
         return (is_bdf(bdf) && rest[bdf.len()..].starts_with(" failed"))
-            .then_some((Verdict::Counts(Class::DeviceLost), Subject::Pci(bdf)));
+            .then_some((Class::DeviceLost, Subject::Pci(bdf)));
     }
     if let Some(rest) = line.strip_prefix("nvme ") {
         let (who, text) = rest.split_once(": ")?;
@@ -500,7 +472,7 @@ fn nvme(line: &str) -> Hit<'_> {
     // `... (sct 0x2 / sc 0x81) DNR`: status code type 2 is a media or data integrity error.
     let Some(sct_at) = text.find("(sct 0x") else {
         return (text.starts_with("detected capacity change from ") && text.ends_with(" to 0"))
-            .then_some((Verdict::Counts(Class::DeviceLost), subject));
+            .then_some((Class::DeviceLost, subject));
     };
     let sct = token(&text[sct_at + "(sct 0x".len()..], &[' ', '/', ')']);
     let sct = u8::from_str_radix(sct, 16).ok()?;
@@ -550,25 +522,18 @@ const NVME_EVENTS: &[(&str, Class)] = &[
     ("transport association event", Class::NvmeFabric),
 ];
 
-fn nvme_controller_event(text: &str) -> Option<Verdict> {
+fn nvme_controller_event(text: &str) -> Option<Class> {
     if (text.starts_with("I/O ") || text.starts_with("I/O tag ")) && text.contains(" timeout, ") {
-        return Some(Verdict::Counts(Class::NvmeTimeout));
+        return Some(Class::NvmeTimeout);
     }
     // nvme-tcp/rdma: `queue 0: timeout cid 0x3 type 4 opcode 0x18 (Keep Alive)`.
     if text.starts_with("queue ") && text.contains(": timeout ") {
-        return Some(Verdict::Counts(Class::NvmeTimeout));
+        return Some(Class::NvmeTimeout);
     }
     if text.starts_with("ANA group ") && text.ends_with(": inaccessible.") {
-        return Some(Verdict::Counts(Class::NvmeFabric));
+        return Some(Class::NvmeFabric);
     }
-    // What the driver adds after `controller is down` with CSTS all ones; old kernels' cancelling.
-    if text.starts_with("Does your device have a faulty power saving mode")
-        || text.starts_with("Cancelling I/O ")
-        || text.starts_with("Try \"nvme_core.default_ps_max_latency_us=")
-    {
-        return Some(Verdict::Continues);
-    }
-    NVME_EVENTS.iter().find(|(s, _)| text.starts_with(s)).map(|(_, c)| Verdict::Counts(*c))
+    NVME_EVENTS.iter().find(|(s, _)| text.starts_with(s)).map(|(_, c)| *c)
 }
 
 /// Starts of `ataN[.DD]: ` lines, and their class.
@@ -601,9 +566,7 @@ const ATA_EVENTS: &[(&str, Class)] = &[
     ("disabled", Class::AtaDeviceFailed),
     ("disable device", Class::AtaDeviceFailed),
     ("qc timeout", Class::AtaDeviceFailed),
-    ("failed to read log page", Class::AtaDeviceFailed),
     ("both IDENTIFYs aborted", Class::AtaDeviceFailed),
-    ("unable to read error log", Class::AtaDeviceFailed),
 ];
 
 fn ata(line: &str) -> Hit<'_> {
@@ -611,70 +574,52 @@ fn ata(line: &str) -> Hit<'_> {
     let (who, text) = line.split_once(": ")?;
     let port = token(who.get(3..)?, &['.']);
     let port: u32 = port.parse().ok()?;
-    let subject = Subject::AtaPort(port);
-    let verdict = if let Some(flags) = text.strip_prefix("error: { ") {
+    let class = if let Some(flags) = text.strip_prefix("error: { ") {
         if flags.contains("UNC ") || flags.contains("IDNF ") || flags.contains("AMNF ") {
-            Verdict::Counts(Class::AtaMedia)
+            Class::AtaMedia
         } else if flags.contains("ICRC ") {
-            Verdict::Counts(Class::AtaCrc)
+            Class::AtaCrc
         } else if flags.contains("ABRT ") {
-            Verdict::Counts(Class::AtaCommand)
+            Class::AtaCommand
         } else {
             return None;
         }
     } else if let Some(flags) = text.strip_prefix("SError: { ") {
+        // PHYRdyChg / CommWake / DevExch alone: a link that came and went, as at hotplug.
         if flags.contains("BadCRC") {
-            Verdict::Counts(Class::AtaCrc)
-        } else if [
-            "UnrecovData",
-            "HostInt",
-            "Persist",
-            "Proto",
-            "10B8B",
-            "Dispar",
-            "Handshk",
-            "LinkSeq",
-            "TrStaTrns",
-            "UnrecFIS",
-        ]
-        .iter()
-        .any(|f| flags.contains(f))
-        {
-            Verdict::Counts(Class::AtaBus)
-        } else {
-            // PHYRdyChg / CommWake / DevExch alone: a link that came and went, as at hotplug.
-            Verdict::Continues
-        }
-    } else if let Some(irq) = text.strip_prefix("irq_stat ") {
-        if irq.contains("interface fatal error")
-            || irq.contains("connection status changed")
-            || irq.contains("host bus error")
-        {
-            Verdict::Counts(Class::AtaBus)
-        } else {
-            Verdict::Continues
-        }
-    } else if text.starts_with("status: { ") {
-        if text.contains("ERR ") || text.contains("DF ") || text.contains("Busy") {
-            Verdict::Continues
+            Class::AtaCrc
+        } else if SERROR_FAILURES.iter().any(|f| flags.contains(f)) {
+            Class::AtaBus
         } else {
             return None;
         }
-    } else if text.starts_with("cmd ")
-        || text.starts_with("res ")
-        || text.starts_with("SAct ")
-        // Also at a cold boot, before the link comes up.
-        || text.starts_with("link is slow to respond")
-        || text.starts_with("port is slow to respond")
-    {
-        Verdict::Continues
-    } else if let Some(c) = ATA_EVENTS.iter().find(|(s, _)| text.starts_with(s)) {
-        Verdict::Counts(c.1)
+    } else if let Some(irq) = text.strip_prefix("irq_stat ") {
+        if !["interface fatal error", "connection status changed", "host bus error"]
+            .iter()
+            .any(|f| irq.contains(f))
+        {
+            return None;
+        }
+        Class::AtaBus
     } else {
-        return None;
+        ATA_EVENTS.iter().find(|(s, _)| text.starts_with(s))?.1
     };
-    Some((verdict, subject))
+    counts(class, Subject::AtaPort(port))
 }
+
+/// SError bits that mean a failed transfer (`BadCRC` aside: [`Class::AtaCrc`]).
+const SERROR_FAILURES: &[&str] = &[
+    "UnrecovData",
+    "HostInt",
+    "Persist",
+    "Proto",
+    "10B8B",
+    "Dispar",
+    "Handshk",
+    "LinkSeq",
+    "TrStaTrns",
+    "UnrecFIS",
+];
 
 /// Host bytes that mean a command did not reach the device or did not come back.
 fn host_byte_failed(text: &str) -> bool {
@@ -690,7 +635,7 @@ fn scsi(line: &str) -> Hit<'_> {
     let (who, text) = rest.split_once(": ")?;
     if let Some(host) = who.strip_prefix("host") {
         let host: u32 = host.parse().ok()?;
-        return scsi_host_event(text).map(|c| (Verdict::Counts(c), Subject::ScsiHost(host)));
+        return scsi_host_event(text).map(|c| (c, Subject::ScsiHost(host)));
     }
     if !is_device_name(who) {
         return None;
@@ -709,30 +654,19 @@ fn scsi(line: &str) -> Hit<'_> {
     scsi_event(text).map(|v| (v, subject))
 }
 
-fn scsi_event(text: &str) -> Option<Verdict> {
-    let counts = |c| Some(Verdict::Counts(c));
+fn scsi_event(text: &str) -> Option<Class> {
+    let counts = Some;
+    // Other keys (Illegal Request, Not Ready, Unit Attention) follow a failed command that counted
+    // already, or are a probe's question answered at boot.
     if let Some(key) = text.strip_prefix("Sense Key : ") {
         return match key {
             k if k.starts_with("Medium Error") => counts(Class::ScsiMedium),
             k if k.starts_with("Hardware Error") => counts(Class::ScsiHardware),
-            k if k.starts_with("Aborted Command")
-                || k.starts_with("Data Protect")
-                || k.starts_with("Miscompare") =>
-            {
+            k if ["Aborted Command", "Data Protect", "Miscompare"].iter().any(|f| k.starts_with(f)) => {
                 counts(Class::ScsiSense)
             }
-            // A failure after a failed command; a question answered at probe time otherwise.
-            _ => Some(Verdict::Continues),
+            _ => None,
         };
-    }
-    if text.starts_with("Add. Sense: ")
-        || text.starts_with("ASC=")
-        || text.starts_with("CDB: ")
-        || text.starts_with("CDB[")
-        || text.starts_with("Unit Not Ready")
-        || text.starts_with("0 512-byte logical blocks")
-    {
-        return Some(Verdict::Continues);
     }
     if text.starts_with("Unhandled sense code") {
         return counts(Class::ScsiCommand);
@@ -752,9 +686,9 @@ fn scsi_event(text: &str) -> Option<Verdict> {
         if host_byte_failed(text) {
             return counts(Class::ScsiHost);
         }
-        // Older kernels print ` Result:` alone after `Unhandled sense code`.
+        // Older kernels print ` Result:` alone after `Unhandled sense code`, which counted.
         if before.is_empty() {
-            return Some(Verdict::Continues);
+            return None;
         }
         // The disposition: FAILED, UNKNOWN(0x2003), TIMEOUT_ERROR, ... or a failed probe command.
         return counts(Class::ScsiCommand);
@@ -806,9 +740,7 @@ fn iscsi(line: &str) -> Hit<'_> {
     // iscsid (user space, through syslog or /dev/kmsg): `Kernel reported iSCSI connection 1:0 error (1020 - ...)`.
     if let Some(rest) = line.strip_prefix("iscsid: Kernel reported iSCSI connection ") {
         let id: u32 = token(rest, &[':']).parse().ok()?;
-        return rest
-            .contains(" error (")
-            .then_some((Verdict::Counts(Class::IscsiConnection), Subject::Iscsi(id)));
+        return rest.contains(" error (").then_some((Class::IscsiConnection, Subject::Iscsi(id)));
     }
     let (who, text) = line.split_once(": ")?;
     let id =
@@ -830,18 +762,18 @@ fn ext4(line: &str) -> Hit<'_> {
     let rest = line.strip_prefix("EXT4-fs ")?;
     if let Some(rest) = rest.strip_prefix("error (device ") {
         let dev = token(rest, &[')']);
-        return is_device_name(dev).then_some((Verdict::Counts(Class::Ext4Error), Subject::Block(dev)));
+        return is_device_name(dev).then_some((Class::Ext4Error, Subject::Block(dev)));
     }
     if let Some(rest) = rest.strip_prefix("warning (device ") {
         let dev = token(rest, &[')']);
         let text = rest[dev.len()..].strip_prefix("): ")?;
         let io = text.contains("I/O error") || text.contains("error count since last fsck");
         return (is_device_name(dev) && io && !text.contains("error count since last fsck"))
-            .then_some((Verdict::Counts(Class::Ext4Io), Subject::Block(dev)));
+            .then_some((Class::Ext4Io, Subject::Block(dev)));
     }
     if let Some(rest) = rest.strip_prefix("critical (device ") {
         let dev = token(rest, &[')']);
-        return is_device_name(dev).then_some((Verdict::Counts(Class::Ext4Error), Subject::Block(dev)));
+        return is_device_name(dev).then_some((Class::Ext4Error, Subject::Block(dev)));
     }
     let rest = rest.strip_prefix('(')?;
     let dev = token(rest, &[')']);
@@ -872,7 +804,8 @@ fn ext4(line: &str) -> Hit<'_> {
 }
 
 /// `Aborting journal on device sda1-8.`, `JBD2: Error -5 detected when updating journal superblock
-/// for sda1-8.`, `JBD2: IO error -5 recovering block 123 in log`.
+/// for sda1-8.` (newer: `I/O error when updating ...`), `JBD2: Detected IO errors while flushing
+/// file data on sda1-8`.
 fn jbd2(line: &str) -> Hit<'_> {
     // The journal device is `<bdev>-<inode>`: the filesystem's device, then the journal inode.
     fn journal(s: &str) -> Option<Subject<'_>> {
@@ -894,14 +827,11 @@ fn jbd2(line: &str) -> Hit<'_> {
         let dev = token(&text[at + " journal superblock for ".len()..], &[' ']);
         return counts(Class::Jbd2Abort, journal(dev)?);
     }
-    if text.contains("IO error")
-        || text.contains("I/O error")
-        || text.starts_with("Error ")
-        || text.starts_with("recovery failed")
-    {
-        // Without a device name the line follows the filesystem's own.
-        return Some((Verdict::Continues, Subject::None));
+    // `JBD2: Detected IO errors while flushing file data on sda1-8`.
+    if let Some(at) = text.find(" on ").filter(|_| text.contains("rror")) {
+        return counts(Class::Jbd2Abort, journal(token(&text[at + " on ".len()..], &[' ']))?);
     }
+    // Other JBD2 lines name no device; the filesystem's own line about the same failure counts.
     None
 }
 
@@ -913,7 +843,7 @@ fn xfs(line: &str) -> Hit<'_> {
     if !is_device_name(dev) {
         return None;
     }
-    let verdict = if text.contains("Shutting down filesystem")
+    let class = if text.contains("Shutting down filesystem")
         || text.starts_with("Filesystem has been shut down")
         || text.starts_with("xfs_do_force_shutdown")
         || text.starts_with("Log I/O error")
@@ -921,7 +851,7 @@ fn xfs(line: &str) -> Hit<'_> {
         || text.starts_with("Corruption of in-memory data")
         || text.starts_with("Corruption of on-disk metadata")
     {
-        Verdict::Counts(Class::XfsShutdown)
+        Class::XfsShutdown
     } else if text.starts_with("metadata I/O error")
         || text.starts_with("log I/O error")
         || text.starts_with("writeback error")
@@ -938,7 +868,7 @@ fn xfs(line: &str) -> Hit<'_> {
         || text.starts_with("log mount failed")
         || (text.contains("returned error -5") || text.ends_with("error -5"))
     {
-        Verdict::Counts(Class::XfsIo)
+        Class::XfsIo
     } else if text.starts_with("Metadata corruption detected")
         || text.starts_with("Metadata CRC error detected")
         || text.starts_with("Corruption detected.")
@@ -950,16 +880,11 @@ fn xfs(line: &str) -> Hit<'_> {
         || text.contains("returned error -117")
         || text.ends_with("error -117")
     {
-        Verdict::Counts(Class::XfsCorruption)
-    } else if text.starts_with("Please unmount the filesystem and rectify")
-        || text.starts_with("Please umount the filesystem and rectify")
-        || text.starts_with("Unmount and run xfs_repair")
-    {
-        Verdict::Continues
+        Class::XfsCorruption
     } else {
         return None;
     };
-    Some((verdict, Subject::Block(dev)))
+    counts(class, Subject::Block(dev))
 }
 
 /// XFS of 2.6 kernels: `Filesystem "dm-1": I/O Error Detected.  Shutting down filesystem: dm-1`,
@@ -968,7 +893,7 @@ fn xfs(line: &str) -> Hit<'_> {
 fn xfs_old(line: &str) -> Hit<'_> {
     if let Some(rest) = line.strip_prefix("xfs_force_shutdown(") {
         let dev = token(rest, &[',', ')']);
-        return is_device_name(dev).then_some((Verdict::Counts(Class::XfsShutdown), Subject::Block(dev)));
+        return is_device_name(dev).then_some((Class::XfsShutdown, Subject::Block(dev)));
     }
     let (quoted, text) = match line.strip_prefix("I/O error in filesystem (\"") {
         Some(rest) => (token(rest, &['"']), "I/O error"),
@@ -1072,12 +997,12 @@ fn btrfs(line: &str) -> Hit<'_> {
         (Some(s), _) => counts(class, s),
         (None, Some(dev)) => counts(class, Subject::Block(dev)),
         // `btrfs: Transaction aborted (error -5)` of old kernels names no device.
-        (None, None) => Some((Verdict::Continues, Subject::None)),
+        (None, None) => None,
     }
 }
 
 /// `md/raid1:md0: Disk failure on sdb1, disabling device.`, `md/raid1:md0: Operation continuing on
-/// 1 devices.`, `md: super_written gets error=-5`, `md: md0: ...`.
+/// 1 devices.`, `md: md0: ...`.
 fn md(line: &str) -> Hit<'_> {
     // `md/raid1:md0: ...` (also `md/raid:md0:` for raid4/5/6 and `md/raid10:md0:`); older kernels
     // `raid1: ...` without the array.
@@ -1131,13 +1056,9 @@ fn degraded_at_start(text: &str) -> bool {
     matches!((have, want), (Some(h), Some(w)) if h < w)
 }
 
-/// `md: super_written gets error=-5`, `md: md0: recovery interrupted.`
+/// `md: md0: recovery interrupted.`
 fn md_core(line: &str) -> Hit<'_> {
     let rest = line.strip_prefix("md: ").or_else(|| line.strip_prefix("md:"))?;
-    if rest.starts_with("super_written gets error=") || rest.starts_with("super_written error") {
-        // The array is not named; the line follows the member's own errors.
-        return Some((Verdict::Continues, Subject::None));
-    }
     let (array, text) = rest.split_once(": ")?;
     if array.starts_with("md")
         && is_device_name(array)
@@ -1157,7 +1078,7 @@ fn dm(line: &str) -> Hit<'_> {
         && let Some((dev, text)) = rest.split_once(": ")
         && text.starts_with("INTEGRITY")
     {
-        return is_device_name(dev).then_some((Verdict::Counts(Class::DmError), Subject::Block(dev)));
+        return is_device_name(dev).then_some((Class::DmError, Subject::Block(dev)));
     }
     // `device-mapper: table: 253:0: crypt: unknown target type`: the table failed to load.
     if let Some(rest) = rest.strip_prefix("table: ") {
@@ -1167,10 +1088,8 @@ fn dm(line: &str) -> Hit<'_> {
             || text.contains("Error")
             || text.contains("error")
             || text.contains("failed");
-        return failed.then_some((
-            Verdict::Counts(Class::DmError),
-            Subject::DevNum(major.parse().ok()?, minor.parse().ok()?),
-        ));
+        return failed
+            .then_some(((Class::DmError), Subject::DevNum(major.parse().ok()?, minor.parse().ok()?)));
     }
     if let Some(at) = rest.find("Failing path ") {
         let num = token(&rest[at + "Failing path ".len()..], &['.', ' ']);
@@ -1216,8 +1135,7 @@ fn dm(line: &str) -> Hit<'_> {
 fn nfs(line: &str) -> Hit<'_> {
     if let Some(rest) = line.strip_prefix("nfs: server ") {
         let (server, text) = rest.split_once(' ')?;
-        return (text.starts_with("not responding"))
-            .then_some((Verdict::Counts(Class::NfsTimeout), Subject::Nfs(server)));
+        return (text.starts_with("not responding")).then_some((Class::NfsTimeout, Subject::Nfs(server)));
     }
     // `NFS: state manager: check lease failed on NFSv4 server nas1 with error 13`,
     // `NFS: nfs4_reclaim_open_state: unhandled error -5`.
@@ -1226,7 +1144,7 @@ fn nfs(line: &str) -> Hit<'_> {
     if let Some(rest) = text.strip_prefix("Server ") {
         let server = token(rest, &[' ']);
         return (rest.contains(" reports ") && !server.is_empty())
-            .then_some((Verdict::Counts(Class::NfsError), Subject::Nfs(server)));
+            .then_some((Class::NfsError, Subject::Nfs(server)));
     }
     if let Some(at) = text.find(" server ")
         && (text.contains("failed") || text.contains("error"))
@@ -1247,18 +1165,7 @@ fn scsi_return_code<'a>(line: &'a str, subject: Option<Subject<'a>>) -> Hit<'a> 
             Subject::ScsiNumbers(n.try_into().ok()?)
         }
     };
-    line.contains("return code = ").then_some((Verdict::Counts(Class::ScsiHost), subject))
-}
-
-/// `usb 2-1: reset SuperSpeed USB device number 2 using xhci_hcd`, `usb 2-1: USB disconnect, ...`:
-/// a disk's bridge resetting or leaving is trouble after its errors, routine otherwise.
-fn usb(line: &str) -> Hit<'_> {
-    let (port, text) = line["usb ".len()..].split_once(": ")?;
-    if !is_device_name(port) {
-        return None;
-    }
-    (text.starts_with("reset ") || text.starts_with("USB disconnect") || text.starts_with("stat urb"))
-        .then_some((Verdict::Continues, Subject::Usb(port)))
+    line.contains("return code = ").then_some((Class::ScsiHost, subject))
 }
 
 /// `hpsa 0000:03:00.0: Abort request on C7:B0:T0:L0`, `... resetting device 7:0:0:0`.
@@ -1272,7 +1179,7 @@ fn hpsa(line: &str) -> Hit<'_> {
         return counts(Class::ScsiAbort, Subject::ScsiNumbers(n.try_into().ok()?));
     }
     let hctl = text.strip_prefix("resetting device ").map(|t| token(t, &[' ']))?;
-    is_device_name(hctl).then_some((Verdict::Counts(Class::ScsiAbort), Subject::Scsi(hctl)))
+    is_device_name(hctl).then_some((Class::ScsiAbort, Subject::Scsi(hctl)))
 }
 
 /// `<driver> <bdf>: [AER: ]PCIe Bus Error: severity=Corrected, type=...`
@@ -1325,7 +1232,7 @@ fn cpu(line: &str) -> Hit<'_> {
     who.get(3..)?.parse::<u32>().ok()?;
     let text = text.strip_prefix("Core ").or_else(|| text.strip_prefix("Package "))?;
     (text.starts_with("temperature is above threshold") || text.starts_with("temperature above threshold"))
-        .then_some((Verdict::Counts(Class::CpuThrottle), Subject::None))
+        .then_some((Class::CpuThrottle, Subject::None))
 }
 
 #[cfg(test)]
@@ -1334,7 +1241,7 @@ mod tests {
     use Subject::*;
     use proptest::prelude::*;
 
-    /// (verdict, subject, line) from tests/data/kmsg-corpus.tsv.
+    /// (class, subject, line) from tests/data/kmsg-corpus.tsv.
     fn corpus() -> Vec<(String, String, &'static str)> {
         include_str!("../../../tests/data/kmsg-corpus.tsv")
             .lines()
@@ -1353,7 +1260,6 @@ mod tests {
             AtaPort(p) => format!("ata:{p}"),
             Scsi(a) => format!("scsi:{a}"),
             ScsiNumbers([h, c, t, l]) => format!("scsi:{h}:{c}:{t}:{l}"),
-            Usb(p) => format!("usb:{p}"),
             ScsiHost(h) => format!("host:{h}"),
             NvmeController(c) => format!("nvme:{c}"),
             Pci(b) => format!("pci:{b}"),
@@ -1364,19 +1270,12 @@ mod tests {
         }
     }
 
-    fn verdict_text(v: Verdict) -> String {
-        match v {
-            Verdict::Counts(c) => c.as_str().to_owned(),
-            Verdict::Continues => "continues".to_owned(),
-        }
-    }
-
     #[test]
     fn every_corpus_line() {
         let corpus = corpus();
-        for (verdict, subject, line) in &corpus {
-            let got = classify(line).map(|(v, s)| (verdict_text(v), subject_text(s)));
-            assert_eq!(got, Some((verdict.clone(), subject.clone())), "{line}");
+        for (class, subject, line) in &corpus {
+            let got = classify(line).map(|(c, s)| (c.as_str().to_owned(), subject_text(s)));
+            assert_eq!(got, Some((class.clone(), subject.clone())), "{line}");
         }
         let classes: std::collections::BTreeSet<_> = corpus.iter().map(|c| c.0.as_str()).collect();
         for c in Class::ALL {
@@ -1388,14 +1287,14 @@ mod tests {
     fn near_misses() {
         let lines = include_str!("../../../tests/data/kmsg-near-misses.txt");
         for line in lines.lines().filter(|l| !l.starts_with('#')) {
-            assert!(!matches!(classify(line), Some((Verdict::Counts(_), _))), "{line}: {:?}", classify(line));
+            assert!(!matches!(classify(line), Some((_, _))), "{line}: {:?}", classify(line));
         }
         assert_eq!(classify(""), Option::None);
     }
 
     #[test]
     fn multi_line_records_use_the_first_line() {
-        let line = "ata1.00: status: { DRDY }\n         res 41/40:00 Emask 0x409 (media error) <F>";
+        let line = "ata1.00: cmd 60/08:88:80:1f:2a/00:00:00:00:00/40 tag 17 ncq dma 4096 in\n         res 41/40:00 Emask 0x409 (media error) <F>";
         assert_eq!(classify(line), Option::None);
     }
 
@@ -1427,5 +1326,30 @@ mod tests {
             let _ = classify(&format!("{}{junk}", &line[..cut]));
             let _ = classify(&format!("{junk}{}", &line[cut..]));
         }
+    }
+}
+
+#[cfg(test)]
+mod readme {
+    use super::NAMES;
+
+    const START: &str =
+        "<!-- kmsg-classes: generated from src/sources/kmsg/classify.rs; a test checks it -->\n";
+    const END: &str = "<!-- /kmsg-classes -->";
+
+    /// The README's class table: every class, its label value and what it means, in output order.
+    #[test]
+    fn readme_class_table_is_the_code() {
+        let mut table = String::from("| class | what the kernel logged |\n|---|---|\n");
+        for (_, name, help) in NAMES {
+            table.push_str(&format!("| `{name}` | {help} |\n"));
+        }
+        let readme = include_str!("../../../README.md");
+        let got = readme.split_once(START).and_then(|(_, r)| r.split_once(END)).map(|(t, _)| t);
+        assert_eq!(
+            got,
+            Some(table.as_str()),
+            "README.md's kmsg class table should read:\n{START}{table}{END}"
+        );
     }
 }

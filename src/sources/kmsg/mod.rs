@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use classify::{Class, Subject, Verdict};
+use classify::{Class, Subject};
 
 use super::{Collected, Sample as AnySample, Source};
 use crate::error::{CollectError, ErrorKind};
@@ -32,9 +32,6 @@ const RECORD_BUFFER: usize = 8192;
 /// Subjects that no longer exist (a pulled disk, an NFS server) keep their series, the most
 /// recent this many; older ones are dropped so the series do not grow with every name ever seen.
 pub const MAX_DEPARTED: usize = 16;
-
-/// A line that says more about a failure counts with it when it comes within this many records.
-const FOLLOW_RECORDS: u64 = 16;
 
 /// What an error is counted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -315,50 +312,28 @@ fn prune(errors: &mut BTreeMap<(Target, Class), (u64, f64)>, exists: impl Fn(&Ta
     errors.retain(|(t, _), _| !dropped.contains(t));
 }
 
-/// The reader's state between records: where lines are attributed, and the last failure, which
-/// the lines that only say more about it extend.
+/// The reader's state between records: where lines are attributed.
 struct Tally {
     resolver: Resolver,
-    last: Option<(Target, Class, u64)>,
 }
 
 impl Tally {
     fn new(paths: Paths) -> Self {
-        Tally { resolver: Resolver::new(paths), last: None }
+        Tally { resolver: Resolver::new(paths) }
     }
 
     /// The subject and class a record counts under, if any.
     fn judge(&mut self, r: &record::Record) -> Option<(Target, Class)> {
-        let (verdict, subject) = classify::classify(&r.message)?;
-        match verdict {
-            Verdict::Counts(class) => {
-                let target = self.resolver.resolve(class, subject, r.device.as_deref())?;
-                self.last = Some((target.clone(), class, r.seq));
-                Some((target, class))
-            }
-            Verdict::Continues => {
-                let Some((target, class, seq)) = &mut self.last else { return None };
-                if r.seq > *seq + FOLLOW_RECORDS {
-                    self.last = None;
-                    return None;
-                }
-                if subject != Subject::None
-                    && self.resolver.resolve(*class, subject, r.device.as_deref()).as_ref() != Some(target)
-                {
-                    return None;
-                }
-                *seq = r.seq;
-                Some((target.clone(), *class))
-            }
-        }
+        let (class, subject) = classify::classify(&r.message)?;
+        Some((self.resolver.resolve(class, subject, r.device.as_deref())?, class))
     }
 }
 
-/// Blocks until the kernel log has a new record (or a second has passed).
+/// Blocks until the kernel log has a new record: a quiet log costs no wake-ups.
 fn wait_readable(file: &File) {
     let mut fd = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // SAFETY: `fd` is one valid pollfd for a descriptor `file` keeps open during the call.
-    unsafe { libc::poll(&mut fd, 1, 1000) };
+    unsafe { libc::poll(&mut fd, 1, -1) };
 }
 
 /// Maps what a line names to a whole block device, an NVMe controller, or a subject that is not a
@@ -427,7 +402,6 @@ impl Resolver {
             ),
             Subject::NvmeController(name) => Some(Target::disk(name)),
             Subject::AtaPort(port) => self.disk_under(&format!("/ata{port}/")).map(|d| Target::disk(&d)),
-            Subject::Usb(port) => self.disk_under(&format!("/{port}/")).map(|d| Target::disk(&d)),
             Subject::Scsi(hctl) => Some(self.scsi(hctl)),
             Subject::ScsiNumbers([h, c, t, l]) => Some(self.scsi(&format!("{h}:{c}:{t}:{l}"))),
             Subject::ScsiHost(host) => {
@@ -692,11 +666,124 @@ mod replay {
             .collect()
     }
 
-    #[test]
-    fn real_corpus_on_the_right_subjects() {
+    fn record(seq: u64, message: &str, device: Option<&str>) -> record::Record {
+        record::Record {
+            facility: 0,
+            level: 3,
+            seq,
+            timestamp_us: seq * 1000,
+            continuation: false,
+            message: message.to_owned(),
+            subsystem: None,
+            device: device.map(str::to_owned),
+        }
+    }
+
+    fn host() -> (tempfile::TempDir, Tally) {
         let dir = tempfile::tempdir().unwrap();
         host_sysfs::build(dir.path());
-        let mut tally = Tally::new(Paths { sysfs: dir.path().to_owned(), ..Paths::default() });
+        let tally = Tally::new(Paths { sysfs: dir.path().to_owned(), ..Paths::default() });
+        (dir, tally)
+    }
+
+    #[test]
+    fn subjects_resolve_through_sysfs() {
+        let (_dir, mut tally) = host();
+        let disk = |n: &str| Some(Target::disk(n));
+        for (line, dict, want) in [
+            // Native multipath: a path device is its namespace.
+            (
+                "nvme2c3n1: Read(0x2) @ LBA 8, 1 blocks, Host Pathing Error (sct 0x3 / sc 0x70)",
+                None,
+                disk("nvme2n1"),
+            ),
+            // AER through the root port: the one NVMe function below it.
+            ("pcieport 0000:00:1d.0: AER: Corrected error received: 0000:02:00.0", None, disk("nvme1")),
+            (
+                "pcieport 0000:00:1d.0: PCIe Bus Error: severity=Corrected, type=Data Link Layer, (Transmitter ID)",
+                None,
+                disk("nvme1"),
+            ),
+            // A bridge with no NVMe below: the function itself.
+            (
+                "pcieport 0000:00:01.0: AER: Uncorrected (Non-Fatal) error received: 0000:00:01.0",
+                None,
+                Some(Target::new(Kind::Pci, "0000:00:01.0")),
+            ),
+            // Empty ports: a link down counts nothing, anything else on the port itself.
+            ("ata5: SATA link down (SStatus 0 SControl 300)", None, None),
+            ("ata6: COMRESET failed (errno=-16)", None, Some(Target::new(Kind::AtaPort, "ata6"))),
+            ("ata3: SATA link down (SStatus 0 SControl 300)", None, disk("sdc")),
+            // SCSI hosts, addresses and numbers; device numbers; dm by name and number.
+            ("scsi host6: uas_eh_device_reset_handler FAILED err -19", None, disk("sde")),
+            ("hpsa 0000:03:00.0: Abort request on C7:B0:T1:L0", None, disk("sdg")),
+            ("SCSI error : <2 0 0 0> return code = 0x10000", None, disk("sdc")),
+            ("device-mapper: multipath: 253:1: Failing path 8:16.", None, disk("sdb")),
+            (
+                "device-mapper: table: 253:0: crypt: unknown target type",
+                None,
+                Some(Target::new(Kind::Dm, "dm-0")),
+            ),
+            (
+                "Buffer I/O error on dev dm-1, logical block 3, async page read",
+                None,
+                Some(Target::new(Kind::Dm, "dm-1")),
+            ),
+            ("EXT4-fs (nvme0n1p3): Remounting filesystem read-only", None, disk("nvme0n1")),
+            ("raid1: Operation continuing on 1 devices.", None, Some(Target::new(Kind::Md, "md0"))),
+            (
+                " session2: session recovery timed out after 120 secs",
+                None,
+                Some(Target::new(Kind::Iscsi, "session2")),
+            ),
+            // The record's DEVICE= when the line names nothing itself.
+            (
+                "CPU0: Package temperature is above threshold, cpu clock is throttled (total events = 1)",
+                None,
+                Some(Target::new(Kind::None, "")),
+            ),
+        ] {
+            let got = tally.judge(&record(1, line, dict)).map(|(t, _)| t);
+            assert_eq!(got, want, "{line}");
+        }
+    }
+
+    #[test]
+    fn departed_subjects_are_bounded() {
+        let mut c = Counts::default();
+        let exists = |t: &Target| t.name == "sda";
+        for i in 0..40u64 {
+            let t = Target::new(Kind::Nfs, format!("nas{i}"));
+            if c.add((t, Class::NfsTimeout), i * 1_000_000) {
+                prune(&mut c.errors, exists);
+            }
+            if c.add((Target::disk("sda"), Class::BlockIo), i * 1_000_000) {
+                prune(&mut c.errors, exists);
+            }
+        }
+        let kept: Vec<&str> = c.errors.keys().map(|(t, _)| t.name.as_str()).collect();
+        assert_eq!(kept.len(), MAX_DEPARTED + 1, "{kept:?}");
+        assert!(kept.contains(&"sda") && kept.contains(&"nas39") && !kept.contains(&"nas23"), "{kept:?}");
+        assert_eq!(c.errors[&(Target::disk("sda"), Class::BlockIo)].0, 40, "existing devices keep counting");
+    }
+
+    #[test]
+    fn path_devices_name_their_namespace() {
+        for (path, head) in [
+            ("nvme2c3n1", "nvme2n1"),
+            ("nvme10c11n2p3", "nvme10n2p3"),
+            ("nvme0n1", "nvme0n1"),
+            ("nvmec1n1", "nvmec1n1"),
+            ("nvme1c", "nvme1c"),
+            ("sda", "sda"),
+        ] {
+            assert_eq!(multipath_head(path), head, "{path}");
+        }
+    }
+
+    #[test]
+    fn real_corpus_on_the_right_subjects() {
+        let (_dir, mut tally) = host();
         let rows = rows();
         let (mut seq, mut incident) = (0u64, String::new());
         let (mut fails, mut counted) = (0, 0);
@@ -709,17 +796,7 @@ mod replay {
                 seq += 1000;
             }
             seq += 1;
-            let r = record::Record {
-                facility: 0,
-                level: 3,
-                seq,
-                timestamp_us: seq * 1000,
-                continuation: false,
-                message: row.line.clone(),
-                subsystem: None,
-                device: None,
-            };
-            let got = tally.judge(&r);
+            let got = tally.judge(&record(seq, &row.line, None));
             let want = expected(&row.device);
             match (row.verdict.as_str(), &got) {
                 ("benign", Some(g)) => wrong.push(format!("benign counted as {g:?}: {}", row.line)),
