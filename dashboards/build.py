@@ -105,8 +105,8 @@ panel("stat", "Collectors failing", "Collectors whose last run could not read th
       thresholds=[(None, "green"), (1, "red")])
 panel("stat", "Devices", "Whole block devices storwatch reports.",
       [(f"count(storwatch_disk_info{{{SEL}}})", "devices")], "none", w=6, h=4)
-panel("stat", "Recent kernel storage errors", "Device and class pairs with a storage error in the kernel log in the last 15 minutes.",
-      [(f"count(time() - storwatch_kernel_storage_last_error_timestamp_seconds{{{SEL}}} < 900) or vector(0)", "errors")],
+panel("stat", "Recent kernel storage errors", "Subject and class pairs (disks and others) with a storage error in the kernel log in the last 15 minutes.",
+      [(f"count(time() - storwatch_kernel_storage_last_error_timestamp_seconds{{{SEL}}} < 900 or time() - storwatch_kernel_subject_last_error_timestamp_seconds{{{SEL}}} < 900) or vector(0)", "errors")],
       "none", w=6, h=4, thresholds=[(None, "green"), (1, "red")])
 panel("bargauge", "Failing subjects per check", "storwatch_checks_failing by check: 0 is compliant.",
       [(f"storwatch_checks_failing{{{SEL}}}", "{{check}}")], "none", w=12, h=8,
@@ -157,6 +157,11 @@ panel("timeseries", "Kernel storage errors by class", "Storage error lines in th
       "short", w=12)
 panel("table", "Last kernel error per device and class", "Seconds since the last error line of each class on each device.",
       [(f'time() - storwatch_kernel_storage_last_error_timestamp_seconds{{{SEL}}}', "")], "s", w=12)
+panel("timeseries", "Kernel storage errors on other subjects", "Storage error lines about md arrays, dm devices, NFS servers, iSCSI sessions and ports or functions with no disk, per subject and class.",
+      [(f'sum by (kind, subject, class) (increase(storwatch_kernel_subject_errors_total{{{SEL}}}[$__rate_interval]))', "{{kind}} {{subject}} {{class}}")],
+      "short", w=12)
+panel("table", "Last kernel error per other subject and class", "Seconds since the last error line of each class on each subject that is not a disk.",
+      [(f'time() - storwatch_kernel_subject_last_error_timestamp_seconds{{{SEL}}}', "")], "s", w=12)
 panel("timeseries", "Kernel log records lost", "Records overwritten before the agent read them (errors among them were not counted).",
       [(f'rate(storwatch_kernel_log_records_lost_total{{{SEL}}}[$__rate_interval])', "lost"),
        (f'rate(storwatch_kernel_log_records_total{{{SEL}}}[$__rate_interval])', "read")], "short", w=24, h=6)
