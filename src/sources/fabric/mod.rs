@@ -9,6 +9,7 @@
 //! sample with its last connection; a configured one stays (with no connections). rtnetlink,
 //! sock_diag and the probe see the agent's own network namespace: run it in the host's.
 
+pub mod bytecode;
 pub mod netdev;
 mod netlink;
 pub mod nfs;
