@@ -20,7 +20,7 @@ pub mod tcp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, de::Error};
 
@@ -30,7 +30,7 @@ use crate::paths::Paths;
 use crate::values::{parse_port_range, positive_duration};
 use netdev::NetDev;
 use probe::{ProbeStats, Prober};
-use sockdiag::Conn;
+use sockdiag::{Conn, Key};
 
 /// The storage fabric: interfaces, targets and the active probe (`[fabric]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -157,13 +157,91 @@ pub struct Fabric {
     interval: Duration,
     config: Config,
     prober: Option<Prober>,
+    conns: Conns,
+}
+
+/// A walk of the kernel's established-socket table at least this often, whatever the counters
+/// say.
+const REWALK: Duration = Duration::from_secs(300);
+/// Beyond this many known storage connections one filtered walk is cheaper than a lookup each.
+const LOOKUP_MAX: usize = 64;
+
+/// Which connections are storage connections changes when one opens or closes, far less often
+/// than their counters move. A walk of the kernel's socket table (`sockdiag::dump`, with the
+/// filter) finds them; between walks each known one is looked up by its key, one hash lookup,
+/// and one that closed answers so. A new storage connection is one this host opened (it
+/// connects to the target's port), so it shows in the namespace's `Tcp: ActiveOpens`: a walk
+/// follows any change of that count not made by the probe, and one more run after it (a
+/// connection still being set up at the first walk), and at least every `REWALK`.
+struct Conns {
+    filter: bytecode::Filter,
+    known: Vec<Key>,
+    last_walk: Option<Instant>,
+    /// ActiveOpens less the probe's attempts, at the previous run.
+    opens: Option<i128>,
+    /// The previous run saw that count change.
+    recheck: bool,
+}
+
+impl Conns {
+    fn new(config: &Config) -> Conns {
+        Conns {
+            filter: bytecode::compile(&config.ports, &config.targets),
+            known: Vec::new(),
+            last_walk: None,
+            opens: None,
+            recheck: false,
+        }
+    }
+
+    /// Whether this run walks: `opens` is this run's ActiveOpens less the probe's attempts.
+    fn walk_now(&mut self, opens: Option<i128>, now: Instant) -> bool {
+        let changed = opens.is_none() || opens != self.opens;
+        let walk = changed
+            || self.recheck
+            || self.known.len() > LOOKUP_MAX
+            || self.last_walk.is_none_or(|t| now.saturating_duration_since(t) >= REWALK);
+        self.opens = opens;
+        self.recheck = changed;
+        if walk {
+            self.last_walk = Some(now);
+        }
+        walk
+    }
+
+    /// The storage connections now (and every connection the filter let through), with what
+    /// went wrong reading them in `errors`.
+    fn read(&mut self, opens: Option<i128>, errors: &mut Vec<CollectError>) -> Vec<Conn> {
+        if self.filter == bytecode::Filter::Nothing {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let walk = self.walk_now(opens, now);
+        let result = match (&self.filter, walk) {
+            (_, false) => sockdiag::lookup(&self.known),
+            (bytecode::Filter::Program(p), true) => sockdiag::dump(Some(p)),
+            (_, true) => sockdiag::dump(None),
+        };
+        match result {
+            Ok(p) => {
+                self.known = p.keys;
+                dumped("sock_diag", Ok((p.conns, p.bad)), errors)
+            }
+            Err(e) => {
+                // Walk again next time.
+                self.last_walk = None;
+                dumped("sock_diag", Err(e), errors)
+            }
+        }
+    }
 }
 
 impl Fabric {
     pub fn new(paths: Paths, interval: Duration, config: Config) -> Self {
         let prober = (config.probe.enabled && !config.targets.is_empty())
             .then(|| Prober::start(&config.targets, config.probe.interval, config.probe.timeout));
-        Fabric { paths, interval, config, prober }
+        let conns = Conns::new(&config);
+        Fabric { paths, interval, config, prober, conns }
     }
 
     fn read_tcp(&self, errors: &mut Vec<CollectError>) -> BTreeMap<(String, String), u64> {
@@ -228,7 +306,7 @@ impl Fabric {
         targets
     }
 
-    pub fn read(&self) -> Result<(Sample, Vec<CollectError>), CollectError> {
+    pub fn read(&mut self) -> Result<(Sample, Vec<CollectError>), CollectError> {
         let mut errors = Vec::new();
         let (names, missing) = netdev::fabric_interfaces(&self.paths, &self.config.interfaces)?;
         for m in missing {
@@ -269,10 +347,15 @@ impl Fabric {
             })
             .map(|d| (d.name.clone(), d))
             .collect();
-        let tcp = self.read_tcp(&mut errors);
-        let conns = dumped("sock_diag", sockdiag::dump().map(|p| (p.conns, p.bad)), &mut errors);
-        let targets = self.targets(conns);
+        // The probe's counts before the TCP counters: a probe between the two reads makes one
+        // walk too many, never one too few.
         let probes = self.prober.as_ref().map(Prober::snapshot).unwrap_or_default();
+        let tcp = self.read_tcp(&mut errors);
+        let opens = tcp
+            .get(&("Tcp".to_owned(), "ActiveOpens".to_owned()))
+            .map(|&o| i128::from(o) - probes.values().map(|p| i128::from(p.attempts)).sum::<i128>());
+        let conns = self.conns.read(opens, &mut errors);
+        let targets = self.targets(conns);
         let nfs = self.read_nfs(&mut errors);
         Ok((Sample { interfaces, tcp, targets, probes, nfs }, errors))
     }
@@ -345,6 +428,30 @@ mod tests {
         assert!(t[&"10.0.0.9:3260".parse().unwrap()].is_empty(), "configured: kept without connections");
         let t = f.targets(vec![]);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn walks_follow_new_connections_and_lookups_fill_in() {
+        let mut c = Conns::new(&Config::default());
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(c.walk_now(Some(10), at(0)), "the first run walks");
+        assert!(c.walk_now(Some(10), at(15)), "and the next, for connections being set up");
+        assert!(!c.walk_now(Some(10), at(30)), "nothing opened: lookups");
+        assert!(c.walk_now(Some(11), at(45)), "a connection opened");
+        assert!(c.walk_now(Some(11), at(60)));
+        assert!(!c.walk_now(Some(11), at(75)));
+        assert!(c.walk_now(None, at(90)), "no counter: every run walks");
+        assert!(c.walk_now(None, at(105)));
+        assert!(c.walk_now(Some(11), at(120)) && c.walk_now(Some(11), at(135)));
+        assert!(!c.walk_now(Some(11), at(150)));
+        assert!(c.walk_now(Some(11), at(135) + REWALK), "and at least every REWALK");
+        c.known =
+            vec![Key { family: 2, id: netlink_packet_sock_diag::inet::SocketId::new_v4() }; LOOKUP_MAX + 1];
+        assert!(
+            c.walk_now(Some(11), at(135) + REWALK + Duration::from_secs(15)),
+            "many known connections: one walk"
+        );
     }
 
     #[test]
