@@ -140,15 +140,15 @@ EOF
 
 # Holds N established TCP connections over loopback (client and server ends in this process) until
 # it is killed. The listener's port is an ephemeral one, and so are the clients': neither is a
-# storage port, so none of these sockets is a storage connection.
+# storage port, so none of these sockets is a storage connection. Prints the sockets it holds.
 cat >"$WORK/conns.py" <<'EOF'
 import resource, socket, sys, time
 
 n = int(sys.argv[1])
-want = 2 * n + 256
+want = 2 * n + 64
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if soft < want:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
 srv = socket.socket()
 srv.bind(("127.0.0.1", 0))
 srv.listen(4096)
@@ -175,6 +175,27 @@ print(len(clients) + len(servers), flush=True)
 while True:
     time.sleep(3600)
 EOF
+
+# Opens CONNS connections in as many conns.py processes as the open-file limit needs (a process
+# holds both ends: two descriptors a connection); SOCKETS is then the number of sockets held.
+open_conns() {
+    local hard per left n k=0
+    hard=$(ulimit -Hn)
+    [[ $hard == unlimited ]] && hard=1048576
+    per=$(((hard - 64) / 2))
+    left=$CONNS
+    SOCKETS=0
+    while ((left > 0)); do
+        n=$((left < per ? left : per))
+        python3 "$WORK/conns.py" "$n" >"$WORK/conns.$k.out" 2>"$WORK/conns.$k.log" &
+        PIDS+=($!)
+        for _ in $(seq 1200); do [[ -s $WORK/conns.$k.out ]] && break; sleep 0.1; done
+        [[ -s $WORK/conns.$k.out ]] || { echo "the connections were not opened:" >&2; cat "$WORK/conns.$k.log" >&2; exit 1; }
+        SOCKETS=$((SOCKETS + $(cat "$WORK/conns.$k.out")))
+        left=$((left - n))
+        k=$((k + 1))
+    done
+}
 
 # Answers 200 on 127.0.0.1:PORT/PATH within 60 s ("$@" prefixes the client, e.g. ip netns exec).
 wait_ready() { # pid port path [command prefix]
@@ -232,6 +253,22 @@ meter() { # phase duration prefix... -- triples...
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "machine:       $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)"
+echo "storwatch:     $("$BIN" --version) ($BIN, $BUILT)"
+echo "node_exporter: $("$NODE_EXPORTER" --version 2>&1 | head -1)"
+echo "scrapes:       every $SCRAPE s, one new connection each; windows start $WARMUP s after the process is ready"
+echo
+printf '| phase | process | CPU ms / minute | CPU s | window s | scrapes (failed) | series | collectors failing |\n'
+printf '|---|---|---|---|---|---|---|---|\n'
+# Prints the rows RESULTS gained since the last call.
+SHOWN=0
+show_rows() {
+    tail -n +$((SHOWN + 1)) "$RESULTS" | while read -r phase name cpu window scrapes failed lines failing; do
+        awk -v p="$phase" -v n="$name" -v c="$cpu" -v w="$window" -v s="$scrapes" -v f="$failed" -v l="$lines" -v fl="$failing" \
+            'BEGIN { printf "| %s | %s | %.1f | %.2f | %.0f | %d (%d) | %d | %s |\n", p, n, c * 60000 / w, c, w, s, f, l, fl }'
+    done
+    SHOWN=$(wc -l <"$RESULTS")
+}
 
 if [[ " $PHASES " == *" 1 "* ]]; then
     echo "phase 1: every collector, each collector alone, none, node_exporter: ${DURATION} s" >&2
@@ -254,6 +291,7 @@ if [[ " $PHASES " == *" 1 "* ]]; then
     done
     meter 1 "$DURATION" -- "${triples[@]}"
     stop_all
+    show_rows
 fi
 
 if [[ " $PHASES " == *" 2 "* ]]; then
@@ -263,15 +301,12 @@ if [[ " $PHASES " == *" 2 "* ]]; then
     wait_ready "$pid" "$port" /-/ready
     meter 2 "$FABRIC_DURATION" -- "fabric+0=$pid=$port"
     stop_all
-    python3 "$WORK/conns.py" "$CONNS" >"$WORK/conns.out" 2>"$WORK/conns.log" &
-    PIDS+=($!)
-    for _ in $(seq 1200); do [[ -s $WORK/conns.out ]] && break; sleep 0.1; done
-    [[ -s $WORK/conns.out ]] || { echo "the connections were not opened:" >&2; cat "$WORK/conns.log" >&2; exit 1; }
-    SOCKETS=$(cat "$WORK/conns.out")
+    open_conns
     pid=$(start_storwatch fabric-conns "$port" fabric); PIDS+=("$pid")
     wait_ready "$pid" "$port" /-/ready
     meter 2 "$FABRIC_DURATION" -- "fabric+$CONNS=$pid=$port"
     stop_all
+    show_rows
 fi
 
 if [[ " $PHASES " == *" 3 "* && -n $SCALE_SIZES ]]; then
@@ -303,25 +338,15 @@ if [[ " $PHASES " == *" 3 "* && -n $SCALE_SIZES ]]; then
         stop_all
         ip netns del "$NS"
         rm -rf "$tree"
+        show_rows
     done
 fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
+
 echo
-echo "machine:       $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)"
 echo "load average:  $LOAD_START (1/5/15 min) at the start, $LOAD_END at the end"
-echo "storwatch:     $("$BIN" --version) ($BIN, $BUILT)"
-echo "node_exporter: $("$NODE_EXPORTER" --version 2>&1 | head -1)"
-echo "scrapes:       every $SCRAPE s, one new connection each; windows start $WARMUP s after the process is ready"
 [[ -n ${SOCKETS:-} ]] && echo "phase 2:       $SOCKETS loopback sockets held open ($CONNS connections)"
-echo
-printf '| phase | process | CPU ms / minute | CPU s | window s | scrapes (failed) | series | collectors failing |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
-while read -r phase name cpu window scrapes failed lines failing; do
-    awk -v p="$phase" -v n="$name" -v c="$cpu" -v w="$window" -v s="$scrapes" -v f="$failed" -v l="$lines" -v fl="$failing" \
-        'BEGIN { printf "| %s | %s | %.1f | %.2f | %.0f | %d (%d) | %d | %s |\n", p, n, c * 60000 / w, c, w, s, f, l, fl }'
-done <"$RESULTS"
-echo
 echo "CPU is utime+stime of the whole process (every thread) from /proc/PID/stat, in ticks of"
 echo "1/$(getconf CLK_TCK) s: +-1 tick over the window, e.g. +-2 ms/minute over 300 s, +-5 ms/minute over 120 s."
 echo "Phase 1 processes ran side by side in one window; each 'alone' row includes the agent's own"
