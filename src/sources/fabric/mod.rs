@@ -160,27 +160,23 @@ pub struct Fabric {
     conns: Conns,
 }
 
-/// A walk of the kernel's established-socket table at least this often, whatever the counters
-/// say.
-const REWALK: Duration = Duration::from_secs(300);
+/// How often the kernel's established-socket table is walked for storage connections.
+const REWALK: Duration = Duration::from_secs(60);
 /// Beyond this many known storage connections one filtered walk is cheaper than a lookup each.
 const LOOKUP_MAX: usize = 64;
 
-/// Which connections are storage connections changes when one opens or closes, far less often
-/// than their counters move. A walk of the kernel's socket table (`sockdiag::dump`, with the
-/// filter) finds them; between walks each known one is looked up by its key, one hash lookup,
-/// and one that closed answers so. A new storage connection is one this host opened (it
-/// connects to the target's port), so it shows in the namespace's `Tcp: ActiveOpens`: a walk
-/// follows any change of that count not made by the probe, and one more run after it (a
-/// connection still being set up at the first walk), and at least every `REWALK`.
+/// Which connections are storage connections changes when one opens or closes (iSCSI sessions,
+/// NFS mounts and Ceph daemons keep theirs for days), far less often than their counters move.
+/// A walk of the kernel's socket table (`sockdiag::dump`, filtered) finds them every `REWALK`;
+/// between walks each known one is looked up by its key, one hash lookup, and one that closed
+/// answers so. A connection opened since the last walk is found by the next one with its whole
+/// count (it started at zero), so the target totals miss nothing; only its `connections` and
+/// RTT wait for that walk. A walk also follows a failed read, and replaces the lookups when
+/// there are more than `LOOKUP_MAX` known connections.
 struct Conns {
     filter: bytecode::Filter,
     known: Vec<Key>,
     last_walk: Option<Instant>,
-    /// ActiveOpens less the probe's attempts, at the previous run.
-    opens: Option<i128>,
-    /// The previous run saw that count change.
-    recheck: bool,
 }
 
 impl Conns {
@@ -189,20 +185,13 @@ impl Conns {
             filter: bytecode::compile(&config.ports, &config.targets),
             known: Vec::new(),
             last_walk: None,
-            opens: None,
-            recheck: false,
         }
     }
 
-    /// Whether this run walks: `opens` is this run's ActiveOpens less the probe's attempts.
-    fn walk_now(&mut self, opens: Option<i128>, now: Instant) -> bool {
-        let changed = opens.is_none() || opens != self.opens;
-        let walk = changed
-            || self.recheck
-            || self.known.len() > LOOKUP_MAX
+    /// Whether this run walks the table (else it looks the known connections up).
+    fn walk_now(&mut self, now: Instant) -> bool {
+        let walk = self.known.len() > LOOKUP_MAX
             || self.last_walk.is_none_or(|t| now.saturating_duration_since(t) >= REWALK);
-        self.opens = opens;
-        self.recheck = changed;
         if walk {
             self.last_walk = Some(now);
         }
@@ -211,12 +200,12 @@ impl Conns {
 
     /// The storage connections now (and every connection the filter let through), with what
     /// went wrong reading them in `errors`.
-    fn read(&mut self, opens: Option<i128>, errors: &mut Vec<CollectError>) -> Vec<Conn> {
+    fn read(&mut self, errors: &mut Vec<CollectError>) -> Vec<Conn> {
         if self.filter == bytecode::Filter::Nothing {
             return Vec::new();
         }
         let now = Instant::now();
-        let walk = self.walk_now(opens, now);
+        let walk = self.walk_now(now);
         let result = match (&self.filter, walk) {
             (_, false) => sockdiag::lookup(&self.known),
             (bytecode::Filter::Program(p), true) => sockdiag::dump(Some(p)),
@@ -347,15 +336,10 @@ impl Fabric {
             })
             .map(|d| (d.name.clone(), d))
             .collect();
-        // The probe's counts before the TCP counters: a probe between the two reads makes one
-        // walk too many, never one too few.
-        let probes = self.prober.as_ref().map(Prober::snapshot).unwrap_or_default();
         let tcp = self.read_tcp(&mut errors);
-        let opens = tcp
-            .get(&("Tcp".to_owned(), "ActiveOpens".to_owned()))
-            .map(|&o| i128::from(o) - probes.values().map(|p| i128::from(p.attempts)).sum::<i128>());
-        let conns = self.conns.read(opens, &mut errors);
+        let conns = self.conns.read(&mut errors);
         let targets = self.targets(conns);
+        let probes = self.prober.as_ref().map(Prober::snapshot).unwrap_or_default();
         let nfs = self.read_nfs(&mut errors);
         Ok((Sample { interfaces, tcp, targets, probes, nfs }, errors))
     }
@@ -431,26 +415,22 @@ mod tests {
     }
 
     #[test]
-    fn walks_follow_new_connections_and_lookups_fill_in() {
+    fn walks_are_periodic_and_lookups_fill_in() {
         let mut c = Conns::new(&Config::default());
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        assert!(c.walk_now(Some(10), at(0)), "the first run walks");
-        assert!(c.walk_now(Some(10), at(15)), "and the next, for connections being set up");
-        assert!(!c.walk_now(Some(10), at(30)), "nothing opened: lookups");
-        assert!(c.walk_now(Some(11), at(45)), "a connection opened");
-        assert!(c.walk_now(Some(11), at(60)));
-        assert!(!c.walk_now(Some(11), at(75)));
-        assert!(c.walk_now(None, at(90)), "no counter: every run walks");
-        assert!(c.walk_now(None, at(105)));
-        assert!(c.walk_now(Some(11), at(120)) && c.walk_now(Some(11), at(135)));
-        assert!(!c.walk_now(Some(11), at(150)));
-        assert!(c.walk_now(Some(11), at(135) + REWALK), "and at least every REWALK");
+        assert!(c.walk_now(at(0)), "the first run walks");
+        assert!(!c.walk_now(at(15)) && !c.walk_now(at(45)), "then lookups");
+        assert!(c.walk_now(at(60)), "and a walk every REWALK");
+        assert!(!c.walk_now(at(75)));
+        c.last_walk = None;
+        assert!(c.walk_now(at(80)), "after a failed read");
         c.known =
             vec![Key { family: 2, id: netlink_packet_sock_diag::inet::SocketId::new_v4() }; LOOKUP_MAX + 1];
-        assert!(
-            c.walk_now(Some(11), at(135) + REWALK + Duration::from_secs(15)),
-            "many known connections: one walk"
+        assert!(c.walk_now(at(95)), "many known connections: one walk");
+        assert_eq!(
+            Conns::new(&Config { ports: vec![], ..Config::default() }).filter,
+            bytecode::Filter::Nothing
         );
     }
 
