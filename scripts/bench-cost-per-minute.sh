@@ -6,7 +6,7 @@
 # given as ms of CPU per minute.
 #
 # Phase 1 (DURATION s, default 300): in one window, side by side on this machine's /proc and /sys:
-#   - storwatch with every collector on its default interval ("all");
+#   - storwatch with every collector on its default interval ("all"), and with every one but kmsg;
 #   - storwatch with one collector alone (--collector.X, every other --no-collector.Y), one
 #     process per collector, and one with no collector at all (the HTTP server and scrapes);
 #   - node_exporter (Debian prometheus-node-exporter) on its default collectors.
@@ -272,11 +272,13 @@ show_rows() {
 
 if [[ " $PHASES " == *" 1 "* ]]; then
     echo "phase 1: every collector, each collector alone, none, node_exporter: ${DURATION} s" >&2
-    mapfile -t ports < <(free_ports $((${#COLLECTORS[@]} + 3)))
+    mapfile -t ports < <(free_ports $((${#COLLECTORS[@]} + 4)))
     triples=()
     pid=$(start_storwatch all "${ports[0]}" all); PIDS+=("$pid"); triples+=("all=$pid=${ports[0]}")
     pid=$(start_storwatch none "${ports[1]}" ""); PIDS+=("$pid"); triples+=("none=$pid=${ports[1]}")
-    i=2
+    pid=$(start_storwatch all-but-kmsg "${ports[2]}" "${COLLECTORS[*]/kmsg/}"); PIDS+=("$pid")
+    triples+=("all-but-kmsg=$pid=${ports[2]}")
+    i=3
     for c in "${COLLECTORS[@]}"; do
         pid=$(start_storwatch "$c" "${ports[$i]}" "$c"); PIDS+=("$pid"); triples+=("$c=$pid=${ports[$i]}")
         i=$((i + 1))
