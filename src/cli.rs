@@ -305,12 +305,12 @@ mod tests {
                 ("kmsg", Duration::from_secs(1)),
                 ("queue", Duration::from_secs(60)),
                 ("host", Duration::from_secs(60)),
-                ("fabric", Duration::from_secs(5)),
+                ("fabric", Duration::from_secs(15)),
                 ("nvme", Duration::from_secs(60)),
                 ("sata", Duration::from_secs(60)),
                 ("hwmon", Duration::from_secs(15)),
                 ("docker", Duration::from_secs(30)),
-                ("biolatency", Duration::from_secs(5))
+                ("biolatency", Duration::from_secs(15))
             ]
         );
         assert!(c.command.is_none());

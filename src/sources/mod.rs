@@ -58,7 +58,7 @@ pub const REGISTRY: &[Spec] = &[
     },
     Spec {
         name: "fabric",
-        interval: "5s",
+        interval: "15s",
         help: "storage network: fabric interfaces, TCP retransmits, per-target tcp_info and connect probes",
     },
     Spec {
@@ -83,7 +83,7 @@ pub const REGISTRY: &[Spec] = &[
     },
     Spec {
         name: "biolatency",
-        interval: "5s",
+        interval: "15s",
         help: "block I/O latency histograms per device and operation from eBPF (CAP_BPF + CAP_PERFMON or root, kernel BTF)",
     },
 ];

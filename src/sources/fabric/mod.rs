@@ -9,6 +9,7 @@
 //! sample with its last connection; a configured one stays (with no connections). rtnetlink,
 //! sock_diag and the probe see the agent's own network namespace: run it in the host's.
 
+pub mod bytecode;
 pub mod netdev;
 mod netlink;
 pub mod nfs;
@@ -19,7 +20,7 @@ pub mod tcp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, de::Error};
 
@@ -29,7 +30,7 @@ use crate::paths::Paths;
 use crate::values::{parse_port_range, positive_duration};
 use netdev::NetDev;
 use probe::{ProbeStats, Prober};
-use sockdiag::Conn;
+use sockdiag::{Conn, Key};
 
 /// The storage fabric: interfaces, targets and the active probe (`[fabric]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -156,13 +157,80 @@ pub struct Fabric {
     interval: Duration,
     config: Config,
     prober: Option<Prober>,
+    conns: Conns,
+}
+
+/// How often the kernel's established-socket table is walked for storage connections.
+const REWALK: Duration = Duration::from_secs(60);
+/// Beyond this many known storage connections one filtered walk is cheaper than a lookup each.
+const LOOKUP_MAX: usize = 64;
+
+/// Which connections are storage connections changes when one opens or closes (iSCSI sessions,
+/// NFS mounts and Ceph daemons keep theirs for days), far less often than their counters move.
+/// A walk of the kernel's socket table (`sockdiag::dump`, filtered) finds them every `REWALK`;
+/// between walks each known one is looked up by its key, one hash lookup, and one that closed
+/// answers so. A connection opened since the last walk is found by the next one with its whole
+/// count (it started at zero), so the target totals miss nothing; only its `connections` and
+/// RTT wait for that walk. A walk also follows a failed read, and replaces the lookups when
+/// there are more than `LOOKUP_MAX` known connections.
+struct Conns {
+    filter: bytecode::Filter,
+    known: Vec<Key>,
+    last_walk: Option<Instant>,
+}
+
+impl Conns {
+    fn new(config: &Config) -> Conns {
+        Conns {
+            filter: bytecode::compile(&config.ports, &config.targets),
+            known: Vec::new(),
+            last_walk: None,
+        }
+    }
+
+    /// Whether this run walks the table (else it looks the known connections up).
+    fn walk_now(&mut self, now: Instant) -> bool {
+        let walk = self.known.len() > LOOKUP_MAX
+            || self.last_walk.is_none_or(|t| now.saturating_duration_since(t) >= REWALK);
+        if walk {
+            self.last_walk = Some(now);
+        }
+        walk
+    }
+
+    /// The storage connections now (and every connection the filter let through), with what
+    /// went wrong reading them in `errors`.
+    fn read(&mut self, errors: &mut Vec<CollectError>) -> Vec<Conn> {
+        if self.filter == bytecode::Filter::Nothing {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let walk = self.walk_now(now);
+        let result = match (&self.filter, walk) {
+            (_, false) => sockdiag::lookup(&self.known),
+            (bytecode::Filter::Program(p), true) => sockdiag::dump(Some(p)),
+            (_, true) => sockdiag::dump(None),
+        };
+        match result {
+            Ok(p) => {
+                self.known = p.keys;
+                dumped("sock_diag", Ok((p.conns, p.bad)), errors)
+            }
+            Err(e) => {
+                // Walk again next time.
+                self.last_walk = None;
+                dumped("sock_diag", Err(e), errors)
+            }
+        }
+    }
 }
 
 impl Fabric {
     pub fn new(paths: Paths, interval: Duration, config: Config) -> Self {
         let prober = (config.probe.enabled && !config.targets.is_empty())
             .then(|| Prober::start(&config.targets, config.probe.interval, config.probe.timeout));
-        Fabric { paths, interval, config, prober }
+        let conns = Conns::new(&config);
+        Fabric { paths, interval, config, prober, conns }
     }
 
     fn read_tcp(&self, errors: &mut Vec<CollectError>) -> BTreeMap<(String, String), u64> {
@@ -227,7 +295,7 @@ impl Fabric {
         targets
     }
 
-    pub fn read(&self) -> Result<(Sample, Vec<CollectError>), CollectError> {
+    pub fn read(&mut self) -> Result<(Sample, Vec<CollectError>), CollectError> {
         let mut errors = Vec::new();
         let (names, missing) = netdev::fabric_interfaces(&self.paths, &self.config.interfaces)?;
         for m in missing {
@@ -269,7 +337,7 @@ impl Fabric {
             .map(|d| (d.name.clone(), d))
             .collect();
         let tcp = self.read_tcp(&mut errors);
-        let conns = dumped("sock_diag", sockdiag::dump().map(|p| (p.conns, p.bad)), &mut errors);
+        let conns = self.conns.read(&mut errors);
         let targets = self.targets(conns);
         let probes = self.prober.as_ref().map(Prober::snapshot).unwrap_or_default();
         let nfs = self.read_nfs(&mut errors);
@@ -344,6 +412,26 @@ mod tests {
         assert!(t[&"10.0.0.9:3260".parse().unwrap()].is_empty(), "configured: kept without connections");
         let t = f.targets(vec![]);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn walks_are_periodic_and_lookups_fill_in() {
+        let mut c = Conns::new(&Config::default());
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(c.walk_now(at(0)), "the first run walks");
+        assert!(!c.walk_now(at(15)) && !c.walk_now(at(45)), "then lookups");
+        assert!(c.walk_now(at(60)), "and a walk every REWALK");
+        assert!(!c.walk_now(at(75)));
+        c.last_walk = None;
+        assert!(c.walk_now(at(80)), "after a failed read");
+        c.known =
+            vec![Key { family: 2, id: netlink_packet_sock_diag::inet::SocketId::new_v4() }; LOOKUP_MAX + 1];
+        assert!(c.walk_now(at(95)), "many known connections: one walk");
+        assert_eq!(
+            Conns::new(&Config { ports: vec![], ..Config::default() }).filter,
+            bytecode::Filter::Nothing
+        );
     }
 
     #[test]
