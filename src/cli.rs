@@ -302,7 +302,7 @@ mod tests {
             enabled,
             [
                 ("diskstats", Duration::from_secs(5)),
-                ("kmsg", Duration::from_secs(1)),
+                ("kmsg", Duration::from_secs(5)),
                 ("queue", Duration::from_secs(60)),
                 ("host", Duration::from_secs(60)),
                 ("fabric", Duration::from_secs(15)),

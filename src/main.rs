@@ -127,17 +127,17 @@ fn run_collector(mut collector: Box<dyn Source>, state: &State, stop: &mpsc::Rec
     let interval = collector.interval();
     let mut log = RateLimitedLog::new(name);
     let mut next = Instant::now();
+    let mut published = Instant::now();
     loop {
         beat();
-        let started = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| collector.sample()))
-            .unwrap_or_else(|_| Err(CollectError::new(ErrorKind::Internal, "the collector panicked")));
-        let duration = started.elapsed();
-        match &result {
-            Ok(c) => log.errors(&c.errors),
-            Err(e) => log.errors(std::slice::from_ref(e)),
+        // A source with nothing new is not run again, but at least every REPUBLISH, so the ages
+        // its checks judge stay fresh.
+        if collector.unchanged() && published.elapsed() < REPUBLISH {
+            state.unchanged(name);
+        } else {
+            run_once(&mut *collector, state, &mut log);
+            published = Instant::now();
         }
-        state.publish(name, duration, result);
         beat();
         // Next tick on the original grid; ticks missed by a slow run are skipped, not bunched.
         let now = Instant::now();
@@ -149,6 +149,22 @@ fn run_collector(mut collector: Box<dyn Source>, state: &State, stop: &mpsc::Rec
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+/// How long a source that reports nothing new goes without a run: one default scrape interval.
+const REPUBLISH: Duration = Duration::from_secs(15);
+
+/// One run of a source, published into the state.
+fn run_once(collector: &mut dyn Source, state: &State, log: &mut RateLimitedLog) {
+    let started = Instant::now();
+    let result = catch_unwind(AssertUnwindSafe(|| collector.sample()))
+        .unwrap_or_else(|_| Err(CollectError::new(ErrorKind::Internal, "the collector panicked")));
+    let duration = started.elapsed();
+    match &result {
+        Ok(c) => log.errors(&c.errors),
+        Err(e) => log.errors(std::slice::from_ref(e)),
+    }
+    state.publish(collector.name(), duration, result);
 }
 
 /// Tells systemd READY=1 once every collector has published its first samples, then pings the

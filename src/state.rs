@@ -131,6 +131,17 @@ impl State {
         }
     }
 
+    /// A run skipped because the source has nothing new: it counts as a run, and as a success
+    /// when the last real run was one (the source was looked at and is as it was).
+    pub fn unchanged(&self, source: &'static str) {
+        let mut outputs = lock(&self.outputs);
+        let slot = outputs.slots.entry(source).or_default();
+        slot.runs += 1;
+        if slot.success {
+            slot.last_success = Some(SystemTime::now());
+        }
+    }
+
     /// Takes a run into the model, and rebuilds the source's families and the checks that read it.
     fn rebuild(
         &self,

@@ -129,6 +129,7 @@ fn every_class_counted_exactly_per_device_and_near_misses_count_nothing() {
     let sys = host_sysfs();
     let agent = Agent::start(&[
         &format!("--path.sysfs={}", sys.path().display()),
+        "--collector.kmsg.interval=1s",
         "--no-collector.diskstats",
         "--no-collector.queue",
         "--no-collector.host",
@@ -287,6 +288,41 @@ fn real_kernel_lines_counted_on_the_right_subject() {
     assert!(fails >= 250, "the corpus holds {fails} failure lines");
     assert!(counted * 100 >= fails * 90, "{counted} of {fails} failure lines");
     assert!(seen * 100 >= incidents.len() * 95, "{seen} of {} incidents", incidents.len());
+}
+
+/// A quiet log is not sampled again (the reader says nothing changed), yet the collector stays
+/// alive for the liveness series, and a new line is still counted within its interval.
+#[test]
+fn a_quiet_log_keeps_the_collector_alive_and_new_lines_count_promptly() {
+    let _serial = serial();
+    if !prerequisites() {
+        return;
+    }
+    let agent = Agent::start(&[
+        "--collector.kmsg.interval=1s",
+        "--no-collector.diskstats",
+        "--no-collector.queue",
+        "--no-collector.host",
+    ]);
+    agent.wait_ready();
+    let last = |b: &str| {
+        sample(b, "storwatch_collector_last_success_timestamp_seconds{collector=\"kmsg\"}").unwrap()
+    };
+    let t0 = last(&agent.metrics());
+    std::thread::sleep(Duration::from_millis(2500));
+    let body = agent.metrics();
+    assert!(
+        last(&body) >= t0 + 1.5,
+        "the collector was looked at while the log was quiet: {t0} -> {}",
+        last(&body)
+    );
+    assert_eq!(sample(&body, "storwatch_collector_success{collector=\"kmsg\"}"), Some(1.0));
+    let key = ("sdquiet".to_owned(), "block_io".to_owned());
+    let before = counts(&body).get(&key).copied().unwrap_or(0.0);
+    inject("I/O error, dev sdquiet, sector 1 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 0");
+    agent.wait_for(Duration::from_secs(5), "the new line", |b| {
+        counts(b).get(&key).copied().unwrap_or(0.0) == before + 1.0
+    });
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub const REGISTRY: &[Spec] = &[
     },
     Spec {
         name: "kmsg",
-        interval: "1s",
+        interval: "5s",
         help: "storage errors in the kernel log (/dev/kmsg) by device and class",
     },
     Spec {
@@ -129,6 +129,12 @@ pub trait Source: Send {
     fn interval(&self) -> Duration;
     /// One read of the source. `Err` means the source as a whole could not be read.
     fn sample(&mut self) -> Result<Collected, CollectError>;
+    /// True when a run now would only repeat the last sample, so the run can be skipped. For a
+    /// source that learns of changes by itself (the kernel log's reader) and can say so cheaply;
+    /// the others always run.
+    fn unchanged(&self) -> bool {
+        false
+    }
 }
 
 /// What the sources are built from: the host paths and the sources' own settings (flags and the

@@ -4,9 +4,10 @@
 //! new records. Each record is parsed ([`record`]), classified ([`classify`]) and attributed to a
 //! whole block device, or to a subject that is not a disk (an md array, a dm device, an NFS
 //! server, an iSCSI session, an ATA port without a disk...), through sysfs ([`Resolver`]); the
-//! source samples the counts on its interval. The series are bounded: the devices that exist,
-//! and at most [`MAX_DEPARTED`] that do not (the most recent). Sequence numbers make the count exact: a record is never counted twice (also after
-//! a reopen), and a gap (records overwritten before they were read, EPIPE) is counted as lost.
+//! source samples the counts on its interval, and only when records arrived. The series are
+//! bounded: the subjects that exist, and at most [`MAX_DEPARTED`] that do not (the most recent).
+//! Sequence numbers make the count exact: a record is never counted twice (also after a reopen),
+//! and a gap (records overwritten before they were read, EPIPE) is counted as lost.
 
 pub mod classify;
 pub mod record;
@@ -130,12 +131,14 @@ pub struct Kmsg {
     interval: Duration,
     counts: Arc<Mutex<Counts>>,
     reader: Option<(PathBuf, Paths)>,
+    /// What the last sample was made from: (records, lost, failed), so a quiet log costs no run.
+    sampled: Option<(u64, u64, bool)>,
 }
 
 impl Kmsg {
     pub fn new(paths: Paths, interval: Duration) -> Self {
         let path = paths.dev.join("kmsg");
-        Kmsg { interval, counts: Arc::default(), reader: Some((path, paths)) }
+        Kmsg { interval, counts: Arc::default(), reader: Some((path, paths)), sampled: None }
     }
 
     fn counts(&self) -> MutexGuard<'_, Counts> {
@@ -171,8 +174,12 @@ impl Source for Kmsg {
             std::thread::sleep(Duration::from_millis(5));
         }
         let c = self.counts();
+        let sampled = Some((c.records, c.lost, c.failure.is_some()));
         if let Some(e) = &c.failure {
-            return Err(e.clone());
+            let e = e.clone();
+            drop(c);
+            self.sampled = sampled;
+            return Err(e);
         }
         // Error times are kept on the printk clock (seconds since boot), so ages come from the
         // monotonic clock and a jump of the wall clock moves the exported timestamps, not the ages.
@@ -183,7 +190,14 @@ impl Source for Kmsg {
             since_boot: monotonic_seconds(),
             wall: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64(),
         };
+        drop(c);
+        self.sampled = sampled;
         Ok(Collected::new(AnySample::Kmsg(sample), Vec::new()))
+    }
+
+    fn unchanged(&self) -> bool {
+        let c = self.counts();
+        self.sampled == Some((c.records, c.lost, c.failure.is_some()))
     }
 }
 
@@ -210,7 +224,7 @@ fn privilege_hint(paths: &Paths, err: &io::Error) -> String {
 
 /// The reader thread: opens, replays, follows; reopens after an error, skipping what it has seen.
 fn follow(path: &Path, paths: &Paths, counts: &Mutex<Counts>) {
-    let mut tally = Tally::new(paths.clone());
+    let mut resolver = Resolver::new(paths.clone());
     loop {
         let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path);
         let file = match opened {
@@ -228,7 +242,7 @@ fn follow(path: &Path, paths: &Paths, counts: &Mutex<Counts>) {
             }
         };
         lock(counts).failure = None;
-        if let Err(e) = read_records(file, counts, &mut tally) {
+        if let Err(e) = read_records(file, counts, &mut resolver) {
             lock(counts).failure = Some(CollectError::io(path, &e));
             std::thread::sleep(Duration::from_secs(1));
         }
@@ -243,7 +257,7 @@ fn monotonic_seconds() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
-fn read_records(mut file: File, counts: &Mutex<Counts>, tally: &mut Tally) -> io::Result<()> {
+fn read_records(mut file: File, counts: &Mutex<Counts>, resolver: &mut Resolver) -> io::Result<()> {
     let mut buf = vec![0u8; RECORD_BUFFER];
     loop {
         match file.read(&mut buf) {
@@ -253,7 +267,7 @@ fn read_records(mut file: File, counts: &Mutex<Counts>, tally: &mut Tally) -> io
                 if lock(counts).last_seq.is_some_and(|last| r.seq <= last) {
                     continue; // seen before a reopen
                 }
-                let hit = tally.judge(&r);
+                let hit = resolver.judge(&r);
                 let mut c = lock(counts);
                 if let Some(last) = c.last_seq {
                     c.lost += r.seq - last - 1;
@@ -263,7 +277,7 @@ fn read_records(mut file: File, counts: &Mutex<Counts>, tally: &mut Tally) -> io
                 if let Some(hit) = hit
                     && c.add(hit, r.timestamp_us)
                 {
-                    prune(&mut c.errors, |t| tally.resolver.exists(t));
+                    prune(&mut c.errors, |t| resolver.exists(t));
                 }
             }
             Err(e) => match e.raw_os_error() {
@@ -312,23 +326,6 @@ fn prune(errors: &mut BTreeMap<(Target, Class), (u64, f64)>, exists: impl Fn(&Ta
     errors.retain(|(t, _), _| !dropped.contains(t));
 }
 
-/// The reader's state between records: where lines are attributed.
-struct Tally {
-    resolver: Resolver,
-}
-
-impl Tally {
-    fn new(paths: Paths) -> Self {
-        Tally { resolver: Resolver::new(paths) }
-    }
-
-    /// The subject and class a record counts under, if any.
-    fn judge(&mut self, r: &record::Record) -> Option<(Target, Class)> {
-        let (class, subject) = classify::classify(&r.message)?;
-        Some((self.resolver.resolve(class, subject, r.device.as_deref())?, class))
-    }
-}
-
 /// Blocks until the kernel log has a new record: a quiet log costs no wake-ups.
 fn wait_readable(file: &File) {
     let mut fd = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
@@ -347,6 +344,12 @@ struct Resolver {
 impl Resolver {
     fn new(paths: Paths) -> Self {
         Resolver { paths, cache: HashMap::new(), cleared: Instant::now() }
+    }
+
+    /// The subject and class a record counts under, if any.
+    fn judge(&mut self, r: &record::Record) -> Option<(Target, Class)> {
+        let (class, subject) = classify::classify(&r.message)?;
+        Some((self.resolve(class, subject, r.device.as_deref())?, class))
     }
 
     /// Where a line of `class` naming `subject` counts. None only for a link going down on an ATA
@@ -587,6 +590,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unchanged_until_a_record_arrives_or_the_log_fails() {
+        let mut k = Kmsg { reader: None, ..Kmsg::new(Paths::default(), Duration::from_secs(1)) };
+        k.counts().caught_up = true;
+        assert!(!k.unchanged(), "never sampled");
+        k.sample().unwrap();
+        assert!(k.unchanged());
+        k.counts().records += 1;
+        assert!(!k.unchanged(), "a record arrived");
+        k.sample().unwrap();
+        assert!(k.unchanged());
+        k.counts().failure = Some(CollectError { kind: ErrorKind::Io, message: "gone".into() });
+        assert!(!k.unchanged(), "the log failed");
+        assert!(k.sample().is_err());
+        assert!(k.unchanged(), "still failing the same way");
+    }
+
+    #[test]
     fn partitions_by_name() {
         for (part, disk) in [
             ("sda1", "sda"),
@@ -679,16 +699,16 @@ mod replay {
         }
     }
 
-    fn host() -> (tempfile::TempDir, Tally) {
+    fn host() -> (tempfile::TempDir, Resolver) {
         let dir = tempfile::tempdir().unwrap();
         host_sysfs::build(dir.path());
-        let tally = Tally::new(Paths { sysfs: dir.path().to_owned(), ..Paths::default() });
-        (dir, tally)
+        let resolver = Resolver::new(Paths { sysfs: dir.path().to_owned(), ..Paths::default() });
+        (dir, resolver)
     }
 
     #[test]
     fn subjects_resolve_through_sysfs() {
-        let (_dir, mut tally) = host();
+        let (_dir, mut resolver) = host();
         let disk = |n: &str| Some(Target::disk(n));
         for (line, dict, want) in [
             // Native multipath: a path device is its namespace.
@@ -743,7 +763,7 @@ mod replay {
                 Some(Target::new(Kind::None, "")),
             ),
         ] {
-            let got = tally.judge(&record(1, line, dict)).map(|(t, _)| t);
+            let got = resolver.judge(&record(1, line, dict)).map(|(t, _)| t);
             assert_eq!(got, want, "{line}");
         }
     }
@@ -783,7 +803,7 @@ mod replay {
 
     #[test]
     fn real_corpus_on_the_right_subjects() {
-        let (_dir, mut tally) = host();
+        let (_dir, mut resolver) = host();
         let rows = rows();
         let (mut seq, mut incident) = (0u64, String::new());
         let (mut fails, mut counted) = (0, 0);
@@ -796,7 +816,7 @@ mod replay {
                 seq += 1000;
             }
             seq += 1;
-            let got = tally.judge(&record(seq, &row.line, None));
+            let got = resolver.judge(&record(seq, &row.line, None));
             let want = expected(&row.device);
             match (row.verdict.as_str(), &got) {
                 ("benign", Some(g)) => wrong.push(format!("benign counted as {g:?}: {}", row.line)),
