@@ -131,8 +131,9 @@ pub struct Kmsg {
     interval: Duration,
     counts: Arc<Mutex<Counts>>,
     reader: Option<(PathBuf, Paths)>,
-    /// What the last sample was made from: (records, lost, failed), so a quiet log costs no run.
-    sampled: Option<(u64, u64, bool)>,
+    /// What the last sample was made from: (records, lost, failed), so a quiet log costs no run;
+    /// and the wall clock's boot time then, so a jump of the wall clock does.
+    sampled: Option<((u64, u64, bool), f64)>,
 }
 
 impl Kmsg {
@@ -174,7 +175,7 @@ impl Source for Kmsg {
             std::thread::sleep(Duration::from_millis(5));
         }
         let c = self.counts();
-        let sampled = Some((c.records, c.lost, c.failure.is_some()));
+        let sampled = Some(((c.records, c.lost, c.failure.is_some()), wall_boot()));
         if let Some(e) = &c.failure {
             let e = e.clone();
             drop(c);
@@ -188,7 +189,7 @@ impl Source for Kmsg {
             lost: c.lost,
             errors: c.errors.clone(),
             since_boot: monotonic_seconds(),
-            wall: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64(),
+            wall: wall_seconds(),
         };
         drop(c);
         self.sampled = sampled;
@@ -197,7 +198,9 @@ impl Source for Kmsg {
 
     fn unchanged(&self) -> bool {
         let c = self.counts();
-        self.sampled == Some((c.records, c.lost, c.failure.is_some()))
+        self.sampled.is_some_and(|(counts, boot)| {
+            counts == (c.records, c.lost, c.failure.is_some()) && (wall_boot() - boot).abs() < 1.0
+        })
     }
 }
 
@@ -247,6 +250,15 @@ fn follow(path: &Path, paths: &Paths, counts: &Mutex<Counts>) {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+}
+
+fn wall_seconds() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+/// When the machine booted, by the wall clock now: moves when the wall clock jumps.
+fn wall_boot() -> f64 {
+    wall_seconds() - monotonic_seconds()
 }
 
 /// Seconds since boot on the monotonic clock, which the printk clock follows.
