@@ -432,7 +432,7 @@ fn real_driver_errors_in_the_guest_are_counted_on_the_right_disk() {
     let script = format!(
         r#"
 ip link set lo up
-{storwatch} --web.listen-address=127.0.0.1:9747 --no-collector.queue --no-collector.host 2> /tmp/agent.log &
+{storwatch} --web.listen-address=127.0.0.1:9747 --collector.kmsg.interval=1s --no-collector.queue --no-collector.host 2> /tmp/agent.log &
 for i in $(seq 150); do wget -q -O /dev/null http://127.0.0.1:9747/-/ready && break; sleep 0.2; done
 {dd} if=/dev/nvme0n1 of=/dev/null bs=512 skip=800 count=1 iflag=direct || true
 {dd} if=/dev/sda of=/dev/null bs=512 skip=800 count=1 iflag=direct || true
@@ -463,7 +463,12 @@ echo "=== end"
         ),
         (("sda", "ata_command"), seen("ata1.00: error: { ABRT }", "")),
         (("sda", "scsi_command"), seen("sd 0:0:0:0: [sda] tag#", "FAILED Result:")),
-        (("sda", "scsi_sense"), seen("sd 0:0:0:0: [sda] tag#", "Sense Key : Aborted Command")),
+        // The sense key, and the sense data that follows it.
+        (
+            ("sda", "scsi_sense"),
+            seen("sd 0:0:0:0: [sda] tag#", "Sense Key : Aborted Command")
+                + seen("sd 0:0:0:0: [sda] tag#", "Add. Sense:"),
+        ),
         (("sda", "block_io"), seen("I/O error, dev sda, sector 800", "")),
         (("sda", "ata_ncq_disabled"), seen("ata1.00: NCQ disabled due to excessive errors", "")),
         (
@@ -511,7 +516,7 @@ fn ext4_on_a_failing_disk_in_the_guest_is_counted_on_its_device() {
         r#"
 export DM_DISABLE_UDEV=1
 ip link set lo up
-{storwatch} --web.listen-address=127.0.0.1:9747 --no-collector.queue --no-collector.host 2> /tmp/agent.log &
+{storwatch} --web.listen-address=127.0.0.1:9747 --collector.kmsg.interval=1s --no-collector.queue --no-collector.host 2> /tmp/agent.log &
 for i in $(seq 150); do wget -q -O /dev/null http://127.0.0.1:9747/-/ready && break; sleep 0.2; done
 {dmsetup} create disk0 --table "0 131072 linear /dev/sda 0"
 {mkfs} -q -F /dev/dm-0

@@ -140,7 +140,7 @@ const NAMES: &[(Class, &str, &str)] = &[
     (
         Class::ScsiSense,
         "scsi_sense",
-        "SCSI: another failing sense key (Aborted Command, Not Ready, Data Protect)",
+        "SCSI: another failing sense key (Aborted Command, Data Protect; Illegal Request or Not Ready after a failed command)",
     ),
     (
         Class::ScsiAbort,
@@ -637,6 +637,25 @@ fn scsi(line: &str) -> Hit<'_> {
         let host: u32 = host.parse().ok()?;
         return scsi_host_event(text).map(|c| (c, Subject::ScsiHost(host)));
     }
+    let (subject, text) = scsi_device(who, text)?;
+    scsi_event(text).map(|v| (v, subject))
+}
+
+/// A line that tells more about the SCSI command that failed just before it on the same disk: the
+/// `Add. Sense:` (or `ASC=`) of its sense data, or a sense key that is a failure only after a failed
+/// command (`Illegal Request`, `Not Ready`...): at boot the same keys answer a probe's questions.
+/// The reader counts it only right after a counted SCSI failure on the same disk.
+pub fn scsi_detail(line: &str) -> Option<Subject<'_>> {
+    let line = line.trim_start();
+    let rest = line.strip_prefix("sd ").or_else(|| line.strip_prefix("scsi "))?;
+    let (who, text) = rest.split_once(": ")?;
+    let (subject, text) = scsi_device(who, text)?;
+    (text.starts_with("Add. Sense: ") || text.starts_with("ASC=") || text.starts_with("Sense Key : "))
+        .then_some(subject)
+}
+
+/// `H:C:T:L: [sda] tag#3 <text>`: the disk (else the address) and the text after it.
+fn scsi_device<'a>(who: &'a str, text: &'a str) -> Option<(Subject<'a>, &'a str)> {
     if !is_device_name(who) {
         return None;
     }
@@ -649,9 +668,7 @@ fn scsi(line: &str) -> Hit<'_> {
         Some(t) => t.split_once(' ').map_or("", |(_, t)| t),
         None => text,
     };
-    let text = text.trim_start();
-    let subject = disk.map_or(Subject::Scsi(who), Subject::Block);
-    scsi_event(text).map(|v| (v, subject))
+    Some((disk.map_or(Subject::Scsi(who), Subject::Block), text.trim_start()))
 }
 
 fn scsi_event(text: &str) -> Option<Class> {

@@ -351,17 +351,45 @@ struct Resolver {
     paths: Paths,
     cache: HashMap<String, Option<Target>>,
     cleared: Instant,
+    /// The last SCSI failure counted, and the record it was in: its sense data follows it.
+    last_scsi: Option<(Target, Class, u64)>,
 }
+
+/// Sense data lines come right after the failed command's line (the same thread prints them).
+const SCSI_DETAIL_RECORDS: u64 = 4;
 
 impl Resolver {
     fn new(paths: Paths) -> Self {
-        Resolver { paths, cache: HashMap::new(), cleared: Instant::now() }
+        Resolver { paths, cache: HashMap::new(), cleared: Instant::now(), last_scsi: None }
     }
 
-    /// The subject and class a record counts under, if any.
+    /// The subject and class a record counts under, if any. The sense data of a SCSI command
+    /// that failed just before, on the same disk, counts with it (as `scsi_sense` when the command
+    /// failed without a key of its own).
     fn judge(&mut self, r: &record::Record) -> Option<(Target, Class)> {
-        let (class, subject) = classify::classify(&r.message)?;
-        Some((self.resolve(class, subject, r.device.as_deref())?, class))
+        let Some((class, subject)) = classify::classify(&r.message) else {
+            let subject = classify::scsi_detail(&r.message)?;
+            let (target, class, seq) = self.last_scsi.as_mut()?;
+            if r.seq > *seq + SCSI_DETAIL_RECORDS {
+                return None;
+            }
+            let (target, class) = (target.clone(), *class);
+            if self.resolve(class, subject, r.device.as_deref()).as_ref() != Some(&target) {
+                return None;
+            }
+            let class = if class == Class::ScsiCommand || class == Class::ScsiHost {
+                Class::ScsiSense
+            } else {
+                class
+            };
+            self.last_scsi = Some((target.clone(), class, r.seq));
+            return Some((target, class));
+        };
+        let target = self.resolve(class, subject, r.device.as_deref())?;
+        let scsi =
+            [Class::ScsiCommand, Class::ScsiHost, Class::ScsiMedium, Class::ScsiHardware, Class::ScsiSense];
+        self.last_scsi = scsi.contains(&class).then(|| (target.clone(), class, r.seq));
+        Some((target, class))
     }
 
     /// Where a line of `class` naming `subject` counts. None only for a link going down on an ATA
@@ -778,6 +806,49 @@ mod replay {
             let got = resolver.judge(&record(1, line, dict)).map(|(t, _)| t);
             assert_eq!(got, want, "{line}");
         }
+    }
+
+    #[test]
+    fn sense_data_counts_only_after_a_failed_command_on_the_same_disk() {
+        let (_dir, mut resolver) = host();
+        let mut seq = 0;
+        let mut judge = |line: &str| {
+            seq += 1;
+            resolver.judge(&record(seq, line, None)).map(|(t, c)| format!("{} {}", t.name, c.as_str()))
+        };
+        // A probe's question at boot: nothing.
+        for line in [
+            "sd 6:0:0:0: [sde] Read Capacity(16) failed: Result: hostbyte=DID_OK driverbyte=DRIVER_SENSE",
+            "sd 6:0:0:0: [sde] Sense Key : Illegal Request [current]",
+            "sd 6:0:0:0: [sde] Add. Sense: Invalid command operation code",
+        ] {
+            assert_eq!(judge(line), None, "{line}");
+        }
+        // A failed read: its sense data counts with it; a CDB does not.
+        let failed = [
+            (
+                "sd 0:0:0:0: [sda] tag#3 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_SENSE cmd_age=0s",
+                Some("sda scsi_command"),
+            ),
+            ("sd 0:0:0:0: [sda] tag#3 Sense Key : Illegal Request [current]", Some("sda scsi_sense")),
+            (
+                "sd 0:0:0:0: [sda] tag#3 Add. Sense: Logical block address out of range",
+                Some("sda scsi_sense"),
+            ),
+            ("sd 0:0:0:0: [sda] tag#3 CDB: Read(10) 28 00 00 00 03 20 00 00 08 00", None),
+            ("sd 0:0:0:0: [sda] tag#4 Sense Key : Medium Error [current]", Some("sda scsi_medium")),
+            ("sd 0:0:0:0: [sda] tag#4 Add. Sense: Unrecovered read error", Some("sda scsi_medium")),
+            // Another disk's sense data is not this failure's.
+            ("sd 1:0:0:0: [sdb] Add. Sense: Unrecovered read error", None),
+        ];
+        for (line, want) in failed {
+            assert_eq!(judge(line).as_deref(), want, "{line}");
+        }
+        // Too long after the failure: nothing.
+        for _ in 0..SCSI_DETAIL_RECORDS {
+            judge("e1000e 0000:00:1f.6 eno1: NIC Link is Up 1000 Mbps Full Duplex");
+        }
+        assert_eq!(judge("sd 0:0:0:0: [sda] Add. Sense: Unrecovered read error"), None);
     }
 
     #[test]
