@@ -331,6 +331,10 @@ pub fn classify(line: &str) -> Hit<'_> {
                 None
             }
         }
+        b'l' if line.starts_with("lost page write due to I/O error on ") => {
+            let dev = line["lost page write due to I/O error on ".len()..].trim_end();
+            is_device_name(dev).then_some((Class::BufferIo, Subject::Block(dev)))
+        }
         b'm' if line.starts_with("md") => md(line),
         b'r' if line.starts_with("raid1: ")
             || line.starts_with("raid10: ")
@@ -741,6 +745,8 @@ const SCSI_EVENTS: &[(&str, Class)] = &[
     ("device reset: FAILED", Class::ScsiAbort),
     ("Synchronize Cache(10) failed", Class::ScsiHost),
     ("Sense not available", Class::ScsiCommand),
+    // Older kernels' scsi_io_completion on a NOT READY sense (`sd 2:0:0:0: [sdb] Device not ready`).
+    ("Device not ready", Class::ScsiSense),
 ];
 
 fn scsi_host_event(text: &str) -> Option<Class> {
