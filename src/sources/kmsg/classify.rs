@@ -332,7 +332,7 @@ pub fn classify(line: &str) -> Hit<'_> {
             }
         }
         b'l' if line.starts_with("lost page write due to I/O error on ") => {
-            let dev = line["lost page write due to I/O error on ".len()..].trim_end();
+            let dev = token(&line["lost page write due to I/O error on ".len()..], &[' ']);
             is_device_name(dev).then_some((Class::BufferIo, Subject::Block(dev)))
         }
         b'm' if line.starts_with("md") => md(line),
