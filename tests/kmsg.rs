@@ -116,6 +116,19 @@ fn host_sysfs() -> tempfile::TempDir {
     dir
 }
 
+/// The agent with the kernel log collector alone (and the HTTP server), on `sys`.
+fn kmsg_agent(sys: &tempfile::TempDir, interval: &str) -> Agent {
+    let agent = Agent::start(&[
+        &format!("--path.sysfs={}", sys.path().display()),
+        &format!("--collector.kmsg.interval={interval}"),
+        "--no-collector.diskstats",
+        "--no-collector.queue",
+        "--no-collector.host",
+    ]);
+    agent.wait_ready();
+    agent
+}
+
 fn prerequisites() -> bool {
     common::require_root() && Path::new("/dev/kmsg").exists()
 }
@@ -127,14 +140,7 @@ fn every_class_counted_exactly_per_device_and_near_misses_count_nothing() {
         return;
     }
     let sys = host_sysfs();
-    let agent = Agent::start(&[
-        &format!("--path.sysfs={}", sys.path().display()),
-        "--collector.kmsg.interval=1s",
-        "--no-collector.diskstats",
-        "--no-collector.queue",
-        "--no-collector.host",
-    ]);
-    agent.wait_ready();
+    let agent = kmsg_agent(&sys, "1s");
     let before = counts(&agent.metrics());
 
     // Each line k+1 times, so a count that is right by accident is unlikely.
@@ -215,14 +221,7 @@ fn real_kernel_lines_counted_on_the_right_subject() {
         return;
     }
     let sys = host_sysfs();
-    let agent = Agent::start(&[
-        &format!("--path.sysfs={}", sys.path().display()),
-        "--collector.kmsg.interval=100ms",
-        "--no-collector.diskstats",
-        "--no-collector.queue",
-        "--no-collector.host",
-    ]);
-    agent.wait_ready();
+    let agent = kmsg_agent(&sys, "100ms");
     let _unlimited = Sysctl::set("printk_devkmsg", "on\n");
     let mut kmsg = std::fs::OpenOptions::new().write(true).open("/dev/kmsg").unwrap();
     let rows: Vec<Vec<String>> =

@@ -269,6 +269,11 @@ fn counts(class: Class, subject: Subject<'_>) -> Hit<'_> {
     Some((class, subject))
 }
 
+/// The class of the first entry of `table` that `text` starts with.
+fn by_prefix(table: &[(&str, Class)], text: &str) -> Option<Class> {
+    table.iter().find(|(start, _)| text.starts_with(start)).map(|(_, class)| *class)
+}
+
 /// The token up to the first of `ends` (or the end).
 fn token<'a>(s: &'a str, ends: &[char]) -> &'a str {
     s.find(ends).map_or(s, |i| &s[..i])
@@ -346,7 +351,7 @@ pub fn classify(line: &str) -> Hit<'_> {
         b'F' if line.starts_with("Filesystem \"") => xfs_old(line),
         b'I' if line.starts_with("I/O error in filesystem (\"") => xfs_old(line),
         b'x' if line.starts_with("xfs_force_shutdown(") => xfs_old(line),
-        b'S' if line.starts_with("SCSI error") => scsi_return_code(line, None),
+        b'S' if line.starts_with("SCSI error") => scsi_return_code(line),
         b'D' if line.starts_with("Device ") && line.ends_with(" not ready.") => {
             let dev = line["Device ".len()..line.len() - " not ready.".len()].trim();
             is_device_name(dev).then_some((Class::ScsiSense, Subject::Block(dev)))
@@ -474,10 +479,8 @@ fn nvme(line: &str) -> Hit<'_> {
     }
     let subject = if who[4..].contains('n') { Subject::Block(who) } else { Subject::NvmeController(who) };
     // `... (sct 0x2 / sc 0x81) DNR`: status code type 2 is a media or data integrity error.
-    let Some(sct_at) = text.find("(sct 0x") else {
-        return (text.starts_with("detected capacity change from ") && text.ends_with(" to 0"))
-            .then_some((Class::DeviceLost, subject));
-    };
+    // (`nvme0n1: detected capacity change ...` falls through to `capacity`, as any disk's.)
+    let sct_at = text.find("(sct 0x")?;
     let sct = token(&text[sct_at + "(sct 0x".len()..], &[' ', '/', ')']);
     let sct = u8::from_str_radix(sct, 16).ok()?;
     let class = if sct == 2 { Class::NvmeMedia } else { Class::NvmeCommand };
@@ -527,7 +530,7 @@ const NVME_EVENTS: &[(&str, Class)] = &[
 ];
 
 fn nvme_controller_event(text: &str) -> Option<Class> {
-    if (text.starts_with("I/O ") || text.starts_with("I/O tag ")) && text.contains(" timeout, ") {
+    if text.starts_with("I/O ") && text.contains(" timeout, ") {
         return Some(Class::NvmeTimeout);
     }
     // nvme-tcp/rdma: `queue 0: timeout cid 0x3 type 4 opcode 0x18 (Keep Alive)`.
@@ -537,7 +540,7 @@ fn nvme_controller_event(text: &str) -> Option<Class> {
     if text.starts_with("ANA group ") && text.ends_with(": inaccessible.") {
         return Some(Class::NvmeFabric);
     }
-    NVME_EVENTS.iter().find(|(s, _)| text.starts_with(s)).map(|(_, c)| *c)
+    by_prefix(NVME_EVENTS, text)
 }
 
 /// Starts of `ataN[.DD]: ` lines, and their class.
@@ -606,7 +609,7 @@ fn ata(line: &str) -> Hit<'_> {
         }
         Class::AtaBus
     } else {
-        ATA_EVENTS.iter().find(|(s, _)| text.starts_with(s))?.1
+        by_prefix(ATA_EVENTS, text)?
     };
     counts(class, Subject::AtaPort(port))
 }
@@ -717,12 +720,7 @@ fn scsi_event(text: &str) -> Option<Class> {
     if text.starts_with("SCSI error: return code = ") {
         return counts(Class::ScsiHost);
     }
-    for (start, class) in SCSI_EVENTS {
-        if text.starts_with(start) {
-            return counts(*class);
-        }
-    }
-    None
+    by_prefix(SCSI_EVENTS, text)
 }
 
 /// Starts of `sd H:C:T:L: [sdX] ` / `scsi H:C:T:L: ` lines, and their class.
@@ -783,20 +781,16 @@ fn iscsi(line: &str) -> Hit<'_> {
 /// `EXT4-fs (sda1): Remounting filesystem read-only`.
 fn ext4(line: &str) -> Hit<'_> {
     let rest = line.strip_prefix("EXT4-fs ")?;
-    if let Some(rest) = rest.strip_prefix("error (device ") {
+    if let Some(rest) = rest.strip_prefix("error (device ").or_else(|| rest.strip_prefix("critical (device "))
+    {
         let dev = token(rest, &[')']);
         return is_device_name(dev).then_some((Class::Ext4Error, Subject::Block(dev)));
     }
     if let Some(rest) = rest.strip_prefix("warning (device ") {
         let dev = token(rest, &[')']);
         let text = rest[dev.len()..].strip_prefix("): ")?;
-        let io = text.contains("I/O error") || text.contains("error count since last fsck");
-        return (is_device_name(dev) && io && !text.contains("error count since last fsck"))
-            .then_some((Class::Ext4Io, Subject::Block(dev)));
-    }
-    if let Some(rest) = rest.strip_prefix("critical (device ") {
-        let dev = token(rest, &[')']);
-        return is_device_name(dev).then_some((Class::Ext4Error, Subject::Block(dev)));
+        let io = text.contains("I/O error") && !text.contains("error count since last fsck");
+        return (is_device_name(dev) && io).then_some((Class::Ext4Io, Subject::Block(dev)));
     }
     let rest = rest.strip_prefix('(')?;
     let dev = token(rest, &[')']);
@@ -882,7 +876,6 @@ fn xfs(line: &str) -> Hit<'_> {
         || text.starts_with("I/O error occurred")
         || text.starts_with("xfs_log_force: error")
         || text.starts_with("xfs_trans_read_buf_map: error")
-        || text.starts_with("xfs_do_force_shutdown")
         || text.starts_with("failed to write")
         || (text.starts_with("log recovery ") && text.contains(" I/O error"))
         || (text.starts_with("xfs_imap_to_bp: ") && text.contains("returned error"))
@@ -1044,30 +1037,28 @@ fn md(line: &str) -> Hit<'_> {
     if !array.is_empty() && !is_device_name(array) {
         return None;
     }
+    let class = if text.starts_with("Disk failure on ") {
+        Class::MdDiskFailed
+    } else if text.starts_with("Operation continuing on ")
+        || text.starts_with("not enough operational mirrors")
+        || text.starts_with("Cannot continue operation")
+        || degraded_at_start(text)
     {
-        let class = if text.starts_with("Disk failure on ") {
-            Class::MdDiskFailed
-        } else if text.starts_with("Operation continuing on ")
-            || text.starts_with("not enough operational mirrors")
-            || text.starts_with("Cannot continue operation")
-            || degraded_at_start(text)
-        {
-            Class::MdDegraded
-        } else if text.contains("read error NOT corrected")
-            || text.contains("read error not correctable")
-            || text.contains("unrecoverable I/O read error")
-            || text.contains("rescheduling sector")
-            || text.contains("redirecting sector")
-            || text.contains("read error corrected")
-            || text.starts_with("Too many read errors")
-            || text.contains("Raid device exceeded read_error threshold")
-        {
-            Class::MdIo
-        } else {
-            return None;
-        };
-        counts(class, Subject::Md(array))
-    }
+        Class::MdDegraded
+    } else if text.contains("read error NOT corrected")
+        || text.contains("read error not correctable")
+        || text.contains("unrecoverable I/O read error")
+        || text.contains("rescheduling sector")
+        || text.contains("redirecting sector")
+        || text.contains("read error corrected")
+        || text.starts_with("Too many read errors")
+        || text.contains("Raid device exceeded read_error threshold")
+    {
+        Class::MdIo
+    } else {
+        return None;
+    };
+    counts(class, Subject::Md(array))
 }
 
 /// `raid level 5 active with 3 out of 4 devices` / `active with 1 out of 2 mirrors`: fewer than all.
@@ -1111,8 +1102,7 @@ fn dm(line: &str) -> Hit<'_> {
             || text.contains("Error")
             || text.contains("error")
             || text.contains("failed");
-        return failed
-            .then_some(((Class::DmError), Subject::DevNum(major.parse().ok()?, minor.parse().ok()?)));
+        return failed.then_some((Class::DmError, Subject::DevNum(major.parse().ok()?, minor.parse().ok()?)));
     }
     if let Some(at) = rest.find("Failing path ") {
         let num = token(&rest[at + "Failing path ".len()..], &['.', ' ']);
@@ -1178,16 +1168,11 @@ fn nfs(line: &str) -> Hit<'_> {
     None
 }
 
-/// `SCSI error : <7 0 1 0> return code = 0x10000` (2.6), `sd 7:0:1:0: SCSI error: return code = ...`.
-fn scsi_return_code<'a>(line: &'a str, subject: Option<Subject<'a>>) -> Hit<'a> {
-    let subject = match subject {
-        Some(s) => s,
-        None => {
-            let inner = token(line.split_once('<')?.1, &['>']);
-            let n: Vec<u32> = inner.split(' ').filter_map(|f| f.parse().ok()).collect();
-            Subject::ScsiNumbers(n.try_into().ok()?)
-        }
-    };
+/// `SCSI error : <7 0 1 0> return code = 0x10000` (2.6; `sd 7:0:1:0: SCSI error: ...` is `scsi`'s).
+fn scsi_return_code(line: &str) -> Hit<'_> {
+    let inner = token(line.split_once('<')?.1, &['>']);
+    let n: Vec<u32> = inner.split(' ').filter_map(|f| f.parse().ok()).collect();
+    let subject = Subject::ScsiNumbers(n.try_into().ok()?);
     line.contains("return code = ").then_some((Class::ScsiHost, subject))
 }
 

@@ -796,7 +796,12 @@ mod replay {
                 None,
                 Some(Target::new(Kind::Iscsi, "session2")),
             ),
-            // The record's DEVICE= when the line names nothing itself.
+            // The record's DEVICE= when the line names nothing itself; nothing without it.
+            (
+                "device-mapper: multipath: remaining active paths: 0",
+                Some("b253:1"),
+                Some(Target::new(Kind::Dm, "dm-1")),
+            ),
             (
                 "CPU0: Package temperature is above threshold, cpu clock is throttled (total events = 1)",
                 None,
