@@ -405,3 +405,84 @@ fn no_engine_and_malformed_answers() {
     let log = agent.drain_log().join("\n");
     assert!(log.contains("timed out"), "{log}");
 }
+
+/// Forwards every connection on `path` to the real engine's socket and records each request line.
+fn recording_proxy(path: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let listener = UnixListener::bind(path).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { return };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match client.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_owned();
+            record.lock().unwrap().push(line);
+            let mut engine = std::os::unix::net::UnixStream::connect("/var/run/docker.sock").unwrap();
+            engine.write_all(&head).unwrap();
+            let _ = std::io::copy(&mut engine, &mut client);
+        }
+    });
+    seen
+}
+
+/// Reads the engine's volumes and containers only when its event log says they changed: a run
+/// on an unchanged engine asks `/events` alone, and a volume made or removed between two runs is
+/// in the next sample.
+#[test]
+fn volumes_and_containers_are_read_again_only_on_events() {
+    use storwatch::paths::Paths;
+    use storwatch::sources::{Sample as AnySample, Source, docker};
+    if !engine_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = dir.path().join("proxy.sock");
+    let seen = recording_proxy(&proxy);
+    let options = docker::Options { socket: Some(proxy), volume_sizes: false };
+    let mut source = docker::Docker::new(Paths::default(), Duration::from_secs(30), &options);
+    let mut run = |what: &str| {
+        seen.lock().unwrap().clear();
+        let out = source.sample().unwrap();
+        assert!(out.errors.is_empty(), "{what}: {:?}", out.errors);
+        let AnySample::Docker(docker::Sample { engine: Some(engine) }) = out.sample else {
+            panic!("{what}: no engine in the sample");
+        };
+        let paths: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.split(' ').nth(1).unwrap_or("").split('?').next().unwrap_or("").to_owned())
+            .collect();
+        let volumes: Vec<String> = engine.snapshot.volumes.iter().map(|v| v.name.clone()).collect();
+        (paths, volumes)
+    };
+    let full = ["/version", "/info", "/volumes", "/containers/json"];
+
+    let (paths, _) = run("first run");
+    assert_eq!(paths, full, "the first run reads everything");
+    let (paths, _) = run("unchanged engine");
+    assert_eq!(paths, ["/events"], "an unchanged engine is asked for its events only");
+
+    let mut made = Made::default();
+    let name = format!("storwatch-events-{}", unique());
+    docker(&["volume", "create", &name]);
+    made.volumes.push(name.clone());
+    let (paths, volumes) = run("after docker volume create");
+    assert_eq!(paths[0], "/events");
+    assert_eq!(paths[1..], full, "an event makes a full read");
+    assert!(volumes.contains(&name), "the new volume is in the next sample: {volumes:?}");
+    let (paths, _) = run("unchanged again");
+    assert_eq!(paths, ["/events"], "the event is not taken twice");
+
+    docker(&["volume", "rm", &name]);
+    let (paths, volumes) = run("after docker volume rm");
+    assert_eq!(paths[1..], full);
+    assert!(!volumes.contains(&name), "{volumes:?}");
+}

@@ -14,4 +14,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = api::parse::<api::Volumes>(data);
     let _ = api::parse::<Vec<api::Container>>(data);
     let _ = api::parse::<api::DiskUsage>(data);
+    let _ = api::parse_events(data);
 });

@@ -13,6 +13,9 @@
 //!                        "Driver":"local","Mode":"z","RW":true,"Propagation":""}],...}]
 //! GET /system/df?type=volume
 //!                       {"Volumes":[{"Name":"pg","UsageData":{"Size":4096,"RefCount":1}}],...}
+//! GET /events?since=..&until=..&filters=..
+//!                       {"Type":"volume","Action":"create","Actor":{"ID":"pg",...},"time":1796311944,
+//!                        "timeNano":1796311944971442447}\n ... (one object per event)
 //! ```
 
 use std::collections::BTreeMap;
@@ -124,6 +127,23 @@ pub struct UsageData {
     pub size: i64,
 }
 
+/// One event of `/events`: what changed, and when (nanoseconds since the epoch).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Event {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Action")]
+    pub action: String,
+    #[serde(rename = "timeNano")]
+    pub time_nano: i64,
+}
+
+/// Parses the events of one `/events` answer: JSON objects one after another.
+pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
+    serde_json::Deserializer::from_slice(body).into_iter::<Event>().collect()
+}
+
 /// `null` (which the engine writes for empty lists and maps) as the empty value.
 fn null_is_empty<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -172,6 +192,21 @@ mod tests {
     }
 
     #[test]
+    fn real_events() {
+        // Captured from Docker 20.10.24+dfsg1: `docker volume create x; docker volume rm x`.
+        let body = br#"{"Type":"volume","Action":"create","Actor":{"ID":"evtest","Attributes":{"driver":"local"}},"scope":"local","time":1796311944,"timeNano":1796311944971442447}
+{"Type":"volume","Action":"destroy","Actor":{"ID":"evtest","Attributes":{"driver":"local"}},"scope":"local","time":1796311945,"timeNano":1796311945005844920}
+"#;
+        let e = parse_events(body).unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[1].kind.as_str(), e[1].action.as_str()), ("volume", "destroy"));
+        assert_eq!(e[1].time_nano, 1796311945005844920);
+        assert_eq!(parse_events(b"").unwrap(), []);
+        assert!(parse_events(br#"{"Type":"volume"} {"Type":"#).is_err());
+        assert!(parse_events(b"[1]").is_err());
+    }
+
+    #[test]
     fn garbage_is_an_error() {
         assert!(parse::<Version>(b"not json").is_err());
         assert!(parse::<Version>(b"[1,2]").is_err());
@@ -188,6 +223,7 @@ mod tests {
             let _ = parse::<Volumes>(&body);
             let _ = parse::<Vec<Container>>(&body);
             let _ = parse::<DiskUsage>(&body);
+            let _ = parse_events(&body);
         }
 
         #[test]

@@ -7,6 +7,12 @@
 //! (`storwatch_docker_up 0`; the source itself succeeds: that is its report) and the source
 //! retries with backoff: after the n-th failure in a row it skips the next 2^(n-1) - 1 runs, at
 //! most [`MAX_WAIT`] of them.
+//!
+//! Volumes and containers change when someone creates, removes, starts or stops one, far less
+//! often than the collector runs. So a run asks the engine's event log (`/events` since the last
+//! run, [`EVENTS`]) whether anything changed, and reads volumes and containers again only if so,
+//! or after [`REFRESH`] (engine version and data root have no events). The filesystems' space is
+//! read every run, and volume sizes too when asked for (they change without events).
 
 pub mod api;
 pub mod http;
@@ -16,7 +22,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 
@@ -29,6 +35,15 @@ use crate::paths::Paths;
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// Each API request must finish within this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest an unchanged engine answer is kept.
+pub const REFRESH: Duration = Duration::from_secs(300);
+/// The events that change what the collector reads: volumes and containers made, removed,
+/// started, stopped (`die`), paused, renamed, and the engine reloading its configuration. Not
+/// `exec_*` or `health_status`, which a container with a health check logs every few seconds.
+pub const EVENTS: &str = r#"{"type":["container","volume","daemon"],"event":["create","destroy","start","die","pause","unpause","rename","reload"]}"#;
+/// Events are asked for from this long before the last run's end, so an event the engine logged
+/// late is not missed; events already seen are told apart by their time.
+const OVERLAP: Duration = Duration::from_secs(1);
 
 /// Options from the flags (`--collector.docker.socket`, `--collector.docker.volume-sizes`).
 #[derive(Debug, Clone, Default)]
@@ -116,15 +131,45 @@ pub struct Docker {
     volume_sizes: bool,
     failures: u32,
     skip: u64,
+    kept: Option<Kept>,
+}
+
+/// The last full answer, and how far the event log has been read since.
+struct Kept {
+    snapshot: Snapshot,
+    fetched: Instant,
+    /// Wall-clock time up to which events were asked for.
+    until: Duration,
+    /// The newest event seen (nanoseconds since the epoch).
+    newest: i64,
 }
 
 impl Docker {
     pub fn new(paths: Paths, interval: Duration, options: &Options) -> Self {
         let socket = options.socket.clone().unwrap_or_else(|| paths.root("/var/run/docker.sock"));
-        Docker { paths, interval, socket, volume_sizes: options.volume_sizes, failures: 0, skip: 0 }
+        Docker {
+            paths,
+            interval,
+            socket,
+            volume_sizes: options.volume_sizes,
+            failures: 0,
+            skip: 0,
+            kept: None,
+        }
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        let body = self.raw_get(path)?;
+        api::parse(&body).map_err(|e| {
+            Failure::Error(CollectError {
+                kind: ErrorKind::Parse,
+                message: format!("{} GET {path}: invalid JSON: {e}", self.socket.display()),
+            })
+        })
+    }
+
+    /// The body of a successful answer to `GET path`.
+    fn raw_get(&self, path: &str) -> Result<Vec<u8>, Failure> {
         let at = |what: String| format!("{} GET {path}: {what}", self.socket.display());
         let response = http::get(&self.socket, path, REQUEST_TIMEOUT).map_err(|e| match e {
             http::RequestError::Io(e) if e.kind() == io::ErrorKind::NotFound => Failure::Absent,
@@ -147,9 +192,7 @@ impl Docker {
                 message: at(format!("status {}: {}", response.status, text.trim())),
             }));
         }
-        api::parse(&response.body).map_err(|e| {
-            Failure::Error(CollectError { kind: ErrorKind::Parse, message: at(format!("invalid JSON: {e}")) })
-        })
+        Ok(response.body)
     }
 
     fn fetch(&self) -> Result<Snapshot, Failure> {
@@ -157,8 +200,59 @@ impl Docker {
         let info = self.get("/info")?;
         let volumes: api::Volumes = self.get("/volumes")?;
         let containers = self.get("/containers/json?all=1")?;
-        let sizes = if self.volume_sizes { Some(self.get("/system/df?type=volume")?) } else { None };
+        let sizes = self.sizes()?;
         Ok(Snapshot { version, info, volumes: volumes.volumes, containers, sizes })
+    }
+
+    fn sizes(&self) -> Result<Option<api::DiskUsage>, Failure> {
+        if self.volume_sizes { self.get("/system/df?type=volume").map(Some) } else { Ok(None) }
+    }
+
+    /// Whether the engine logged an event that changes the kept answer since it was read (and
+    /// the event log's time read up to now); true when the kept answer is too old.
+    fn changed(&mut self, now: Duration) -> Result<bool, Failure> {
+        let Some(kept) = &self.kept else { return Ok(true) };
+        if kept.fetched.elapsed() >= REFRESH || now < kept.until {
+            return Ok(true);
+        }
+        let since = kept.until.saturating_sub(OVERLAP);
+        let path = format!(
+            "/events?since={}.{:09}&until={}.{:09}&filters={}",
+            since.as_secs(),
+            since.subsec_nanos(),
+            now.as_secs(),
+            now.subsec_nanos(),
+            query_escape(EVENTS)
+        );
+        let response = self.raw_get(&path)?;
+        let events = api::parse_events(&response).map_err(|e| {
+            Failure::Error(CollectError {
+                kind: ErrorKind::Parse,
+                message: format!("{} GET /events: invalid JSON: {e}", self.socket.display()),
+            })
+        })?;
+        let newest = events.iter().map(|e| e.time_nano).max().unwrap_or(i64::MIN);
+        let Some(kept) = &mut self.kept else { return Ok(true) };
+        kept.until = now;
+        Ok(newest > kept.newest)
+    }
+
+    /// The engine's answer now: the kept one when nothing changed, else a new full read.
+    fn answer(&mut self) -> Result<Snapshot, Failure> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        if !self.changed(now)? {
+            let sizes = self.sizes()?;
+            if let Some(kept) = &mut self.kept {
+                kept.snapshot.sizes = sizes;
+                return Ok(kept.snapshot.clone());
+            }
+        }
+        let snapshot = self.fetch()?;
+        // Every event up to `now` is in this answer.
+        let at = i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
+        let newest = self.kept.as_ref().map_or(at, |k| k.newest.max(at));
+        let kept = Kept { snapshot, fetched: Instant::now(), until: now, newest };
+        Ok(self.kept.insert(kept).snapshot.clone())
     }
 
     /// After the n-th failure in a row, skip the next 2^(n-1) - 1 runs (at most MAX_WAIT).
@@ -183,7 +277,7 @@ impl Source for Docker {
             self.skip -= 1;
             return Ok(Collected::new(AnySample::Docker(Sample::default()), Vec::new()));
         }
-        match self.fetch() {
+        match self.answer() {
             Ok(snapshot) => {
                 self.failures = 0;
                 let mut errors = Vec::new();
@@ -193,6 +287,8 @@ impl Source for Docker {
                 Ok(Collected::new(AnySample::Docker(Sample { engine: Some(engine) }), errors))
             }
             Err(failure) => {
+                // What the engine answered before it failed may be stale when it is back.
+                self.kept = None;
                 self.back_off();
                 let errors = match failure {
                     Failure::Absent => Vec::new(),
@@ -202,6 +298,16 @@ impl Source for Docker {
             }
         }
     }
+}
+
+/// `s` as a URL query value: every byte but the unreserved ones (RFC 3986) percent-encoded.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The data root and each local volume's path, with the mount holding it (from the host's
