@@ -19,6 +19,10 @@
 #   namespace as scripts/bench-scale.sh makes them): storwatch with the collectors that read the
 #   tree (diskstats queue host nvme fabric sata hwmon) on their default intervals, and
 #   node_exporter with its matching collectors, both scraped every SCRAPE s.
+# Phase 4 (DOCKER_DURATION s, default 300): the Docker engine of this machine holding DOCKER_OBJECTS
+#   (default 200) containers made by this script (created, not started), each with a volume of
+#   its own: storwatch with the docker collector alone on its default interval, and the engine
+#   (dockerd) over the same window, whose CPU for answering the collector is a cost of the agent too.
 #
 # Each process gets WARMUP s (default 20) after it is ready before its window starts, so start-up
 # (eBPF load, kernel log replay, first reads) is not counted. A window that is a whole number of
@@ -28,7 +32,8 @@
 # Environment:
 #   STORWATCH_BIN=/path/to/storwatch  a prebuilt binary (to compare two builds); unset: cargo build --release
 #   DURATION=300 FABRIC_DURATION=120 SCALE_DURATION=120 WARMUP=20 SCRAPE=15 CONNS=18000
-#   SCALE_SIZES="1000 10000" (empty: no phase 3)   PHASES="1 2 3" (which phases to run)
+#   SCALE_SIZES="1000 10000" (empty: no phase 3)   PHASES="1 2 3" (which phases to run; 4 on request)
+#   DOCKER_DURATION=300 DOCKER_OBJECTS=200
 set -euo pipefail
 
 DURATION=${DURATION:-300}
@@ -39,6 +44,8 @@ SCRAPE=${SCRAPE:-15}
 CONNS=${CONNS:-18000}
 SCALE_SIZES=${SCALE_SIZES-1000 10000}
 PHASES=${PHASES:-1 2 3}
+DOCKER_DURATION=${DOCKER_DURATION:-300}
+DOCKER_OBJECTS=${DOCKER_OBJECTS:-200}
 NODE_EXPORTER=/usr/bin/prometheus-node-exporter
 COLLECTORS=(diskstats kmsg queue host fabric nvme sata hwmon docker biolatency)
 SCALE_COLLECTORS=(diskstats queue host nvme fabric sata hwmon)
@@ -74,8 +81,14 @@ stop_all() {
     done
     PIDS=()
 }
+BENCH_TAG=storwatch-bench-$$
 cleanup() {
     stop_all
+    if [[ -n ${MADE_DOCKER:-} ]]; then
+        docker ps -aq --filter "label=$BENCH_TAG" | xargs -r docker rm -f -v >/dev/null
+        docker volume ls -q --filter "label=$BENCH_TAG" | xargs -r docker volume rm -f >/dev/null
+        docker rmi -f "$BENCH_TAG:1" >/dev/null 2>&1 || true
+    fi
     ip netns del "$NS" 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -83,7 +96,7 @@ trap cleanup EXIT
 
 # The meter: reads each process's CPU, scrapes every one of them every SCRAPE s for the window
 # (the first scrape at its start, as a Prometheus with that interval would), reads the CPU again.
-# Arguments: duration scrape_interval then name=pid=port triples.
+# Arguments: duration scrape_interval then name=pid=port triples (port -: CPU only, not scraped).
 # Prints one line per process: name cpu_s window_s scrapes failed_scrapes lines failing_collectors
 cat >"$WORK/meter.py" <<'EOF'
 import http.client, os, re, sys, time
@@ -120,6 +133,8 @@ while True:
         break
     time.sleep(max(0.0, due - time.monotonic()))
     for name, _, port in procs:
+        if port == "-":
+            continue
         body = scrape(port)
         s = state[name]
         s["scrapes"] += 1
@@ -342,6 +357,22 @@ if [[ " $PHASES " == *" 3 "* && -n $SCALE_SIZES ]]; then
         rm -rf "$tree"
         show_rows
     done
+fi
+if [[ " $PHASES " == *" 4 "* ]]; then
+    echo "phase 4: docker alone with $DOCKER_OBJECTS containers and volumes on the engine: ${DOCKER_DURATION} s" >&2
+    dockerd=$(pidof dockerd) || { echo "phase 4 needs a running Docker engine (dockerd)" >&2; exit 1; }
+    MADE_DOCKER=1
+    tar -cf - -T /dev/null | docker import -q - "$BENCH_TAG:1" >/dev/null
+    for ((i = 0; i < DOCKER_OBJECTS; i++)); do
+        docker volume create --label "$BENCH_TAG" "$BENCH_TAG-$i" >/dev/null
+        docker create -q --label "$BENCH_TAG" --name "$BENCH_TAG-$i" -v "$BENCH_TAG-$i:/data" "$BENCH_TAG:1" /none >/dev/null
+    done
+    read -r port < <(free_ports 1)
+    pid=$(start_storwatch docker-engine "$port" docker); PIDS+=("$pid")
+    wait_ready "$pid" "$port" /-/ready
+    meter 4 "$DOCKER_DURATION" -- "docker+$DOCKER_OBJECTS=$pid=$port" "dockerd=$dockerd=-"
+    stop_all
+    show_rows
 fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
