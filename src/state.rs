@@ -154,7 +154,7 @@ impl State {
                 model.update(c);
             }
             // A failed source has no current samples: stale values would mislead.
-            Err(_) => model.fail(source),
+            Err(e) => model.fail(source, &e),
         }
         let now = Instant::now();
         let families = families::build(model, source, &self.families);
@@ -224,7 +224,7 @@ mod tests {
     use crate::sources::{Sample, host};
 
     fn host_sample(release: &str) -> Collected {
-        let s = host::Sample { release: Some(release.into()), cpus: Some(2), ..host::Sample::default() };
+        let s = host::Sample { release: Ok(release.into()), cpus: Ok(2), ..host::Sample::default() };
         Collected::new(Sample::Host(s), Vec::new())
     }
 
@@ -248,14 +248,22 @@ mod tests {
         state.publish("host", Duration::from_millis(1), Err(failed));
         let text = state.encode(Format::Text);
         assert!(!text.contains("storwatch_host_kernel_info"), "a failed source's families go");
-        assert!(!text.contains("check=\"kernel\",subject"), "and so do the checks judged on it");
+        assert!(!text.contains("storwatch_check_ok{check=\"kernel\""), "and so do the verdicts judged on it");
+        assert!(
+            text.contains("storwatch_check_unknown{check=\"kernel\",subject=\"kernel\"} 1\n"),
+            "which are unknown: {text}"
+        );
+        assert!(text.contains("storwatch_checks_unknown{check=\"resources\"} 2\n"));
+        assert!(text.contains("storwatch_checks_failing{check=\"kernel\"} 0\n"));
         assert!(text.contains("storwatch_collector_success{collector=\"host\"} 0\n"));
         assert!(text.contains("storwatch_collector_errors_total{collector=\"host\",kind=\"io\"} 1\n"));
         state.publish("host", Duration::from_millis(1), Ok(host_sample("6.1.0")));
+        let text = state.encode(Format::Text);
+        assert!(text.contains("storwatch_check_ok{check=\"kernel\",subject=\"kernel\"} 1\n"));
+        assert!(text.contains("storwatch_check_unknown{check=\"kernel\",subject=\"kernel\"} 0\n"));
         assert!(
-            state
-                .encode(Format::Text)
-                .contains("storwatch_check_ok{check=\"kernel\",subject=\"kernel\"} 1\n")
+            text.contains("storwatch_check_unknown{check=\"resources\",subject=\"memory\"} 1\n"),
+            "MemTotal not in the sample: {text}"
         );
     }
 }
