@@ -50,7 +50,7 @@ pub fn evaluate(model: &Model, cfg: &Config, now: Instant) -> Vec<CheckResult> {
         .flat_map(|c| {
             let Some(s) = c.smart.as_ref() else {
                 // The nvme collector counted why (a missing privilege, a failed command).
-                let why = "SMART / Health log not read (see the nvme collector's errors and privileges)";
+                let why = "SMART / Health log not read (storwatch_nvme_smart_available 0: no CAP_SYS_ADMIN or device access, or the nvme collector's errors)";
                 return vec![CheckResult::unknown("nvme_health", &c.name, expected(), why)];
             };
             let rose = n.state(&c.name).and_then(|st| st.media_errors_rose);

@@ -77,7 +77,7 @@ pub fn evaluate(model: &Model, cfg: &Config, now: Instant) -> Vec<CheckResult> {
             if matches!(d.smart_state, SmartState::Denied | SmartState::Error) {
                 // The sata collector counted why (a missing privilege, a failed command); the
                 // SCSI counters are still judged.
-                let why = "SMART not read (see the sata collector's errors and privileges)";
+                let why = "SMART not read (storwatch_sata_smart_state: denied without CAP_SYS_RAWIO or device access, else error)";
                 let expected = "passed, no attribute at or below its threshold".to_owned();
                 out.push(CheckResult::unknown("sata_health", &d.name, expected, why));
             }
