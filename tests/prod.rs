@@ -440,6 +440,54 @@ fn a_client_certificate_is_required_when_configured() {
     assert_eq!(curl(d, &url, &["--cert", "stranger.crt", "--key", "stranger.key"]).0, "000", "another CA");
 }
 
+/// The README's commands for a client CA and a version 3 client certificate, run as written: the
+/// agent accepts that certificate. A version 1 certificate of the same CA (`openssl x509 -req`
+/// without extensions, as OpenSSL makes it by default) is refused, and the warning says why,
+/// once within the minute however often the client retries; so is another CA's certificate.
+#[test]
+fn readme_client_certificates_work_and_a_refused_one_is_warned_about() {
+    if !tls_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_pki(d);
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let start = readme.find("# A client CA (client_ca_file) and a version 3 client certificate").unwrap();
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let (ok, out, err) = run(Command::new("sh").args(["-ec", block]).current_dir(d));
+    assert!(ok, "the README's commands fail:\n{block}\n{out}{err}");
+    std::fs::write(
+        d.join("web.yml"),
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n",
+    )
+    .unwrap();
+    let mut agent =
+        Agent::start(&["--web.config.file", d.join("web.yml").to_str().unwrap(), "--no-collector.docker"]);
+    let url = format!("https://{}/metrics", agent.addr);
+    assert_eq!(curl(d, &url, &["--cert", "client.crt", "--key", "client.key"]).0, "200");
+
+    // The same key and CA, version 1.
+    let (ok, _, err) = run(Command::new("openssl")
+        .args(["x509", "-req", "-in", "client.csr", "-CA", "client-ca.crt", "-CAkey", "client-ca.key"])
+        .args(["-CAcreateserial", "-days", "365", "-out", "v1.crt"])
+        .current_dir(d));
+    assert!(ok, "{err}");
+    let (_, text, _) =
+        run(Command::new("openssl").args(["x509", "-in", "v1.crt", "-noout", "-text"]).current_dir(d));
+    assert!(text.contains("Version: 1 (0x0)"), "{text}");
+    for _ in 0..3 {
+        assert_eq!(curl(d, &url, &["--cert", "v1.crt", "--key", "client.key"]).0, "000", "version 1");
+    }
+    assert_eq!(curl(d, &url, &["--cert", "stranger.crt", "--key", "stranger.key"]).0, "000", "another CA");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = agent.drain_log().to_vec();
+    let warned = |what: &str| log.iter().filter(|l| l.contains(" WARN ") && l.contains(what)).count();
+    assert_eq!(warned("X.509 version 1"), 1, "once, with the reason:\n{log:#?}");
+    assert_eq!(warned("unknown CA"), 1, "{log:#?}");
+}
+
 #[test]
 fn a_bad_web_config_stops_the_agent() {
     let dir = tempfile::tempdir().unwrap();
