@@ -67,6 +67,17 @@ impl CollectError {
         CollectError { kind, message: format!("{}: {err}", path.display()) }
     }
 
+    /// What a permission error was denied: the file, socket or device it names first (the message
+    /// up to its first `: `, a path up to its first space), else the privilege the message
+    /// starts with. A bounded label: the host's paths, never raw error text.
+    pub fn denied(&self) -> Option<&str> {
+        if self.kind != ErrorKind::Permission {
+            return None;
+        }
+        let head = self.message.split(": ").next().unwrap_or_default();
+        Some(if head.starts_with('/') { head.split(' ').next().unwrap_or(head) } else { head })
+    }
+
     pub fn parse(path: &Path, what: impl fmt::Display) -> CollectError {
         CollectError { kind: ErrorKind::Parse, message: format!("{}: {what}", path.display()) }
     }
@@ -75,5 +86,23 @@ impl CollectError {
 impl fmt::Display for CollectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} error: {}", self.kind.as_str(), self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_permission_error_denied() {
+        let e =
+            CollectError::io(Path::new("/proc/1/mountstats"), &io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(e.denied(), Some("/proc/1/mountstats"));
+        let docker =
+            CollectError::new(ErrorKind::Permission, "/run/docker.sock GET /version: Permission denied");
+        assert_eq!(docker.denied(), Some("/run/docker.sock"));
+        let bpf = CollectError::new(ErrorKind::Permission, "CAP_BPF and CAP_PERFMON (or root): load: EPERM");
+        assert_eq!(bpf.denied(), Some("CAP_BPF and CAP_PERFMON (or root)"));
+        assert_eq!(CollectError::new(ErrorKind::Io, "/x: gone").denied(), None);
     }
 }

@@ -47,7 +47,66 @@ struct Shared {
     state: Arc<State>,
     options: Options,
     scrapes: Option<Semaphore>,
+    /// When each operator-fixable handshake failure was last logged, and how many since.
+    tls_warned: std::sync::Mutex<std::collections::BTreeMap<&'static str, (Option<Instant>, u64)>>,
 }
+
+/// A TLS handshake failure the operator can fix (a client certificate of the wrong version,
+/// from another CA, expired or not yet valid, or none), as a short reason; None for the rest
+/// (scanners, plain HTTP, old protocol versions), which stay at debug level.
+pub fn fixable_tls_failure(err: &std::io::Error) -> Option<&'static str> {
+    use rustls::{CertificateError, Error};
+    let e = err.get_ref()?.downcast_ref::<Error>()?;
+    Some(match e {
+        Error::NoCertificatesPresented => {
+            "the client presented no certificate (client_auth_type requires one)"
+        }
+        Error::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => {
+                "the client certificate is not signed by client_ca_file's CA (unknown CA)"
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "the client certificate has expired"
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "the client certificate is not valid yet (its notBefore is in the future: clock skew?)"
+            }
+            CertificateError::Other(o) if format!("{o:?}").contains("UnsupportedCertVersion") => {
+                "the client certificate is X.509 version 1, which rustls (unlike Go's crypto/tls) never accepts: \
+                 make a version 3 certificate (openssl x509 -req ... -extfile with extendedKeyUsage=clientAuth; \
+                 see the README's TLS section)"
+            }
+            CertificateError::BadSignature => "the client certificate's signature does not verify",
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "the client certificate is not for client authentication (extendedKeyUsage lacks clientAuth)"
+            }
+            _ => "the client certificate was rejected",
+        },
+        _ => return None,
+    })
+}
+
+impl Shared {
+    /// A handshake failure: warned about when the operator can fix it, at most once a minute
+    /// per reason (with how many were held back); the rest at debug level.
+    fn handshake_failed(&self, peer: std::net::SocketAddr, err: &std::io::Error) {
+        let Some(reason) = fixable_tls_failure(err) else {
+            tracing::debug!(message = "TLS handshake failed", %peer, error = %err);
+            return;
+        };
+        let mut warned = self.tls_warned.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = warned.entry(reason).or_insert((None, 0));
+        if entry.0.is_some_and(|t| t.elapsed() < TLS_WARN_EVERY) {
+            entry.1 += 1;
+            return;
+        }
+        tracing::warn!(message = "TLS handshake refused", reason, %peer, error = %err, suppressed_since_last_log = entry.1);
+        *entry = (Some(Instant::now()), 0);
+    }
+}
+
+/// At most one warning per handshake failure reason in this long.
+const TLS_WARN_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn serve(
     listener: TcpListener,
@@ -59,7 +118,7 @@ pub async fn serve(
     let all = options.max_connections.max(1) as u32;
     let tls = options.web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let scrapes = (options.max_requests > 0).then(|| Semaphore::new(options.max_requests));
-    let shared = Arc::new(Shared { state, options, scrapes });
+    let shared = Arc::new(Shared { state, options, scrapes, tls_warned: Default::default() });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -90,7 +149,10 @@ pub async fn serve(
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => connection(tls, shared, stop).await,
-                        Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
+                        Ok(Err(e)) => {
+                            shared.handshake_failed(peer, &e);
+                            Ok(())
+                        }
                         Err(_) => Err("TLS handshake timed out".into()),
                     }
                 }

@@ -160,10 +160,15 @@ fn run_once(collector: &mut dyn Source, state: &State, log: &mut RateLimitedLog)
     let result = catch_unwind(AssertUnwindSafe(|| collector.sample()))
         .unwrap_or_else(|_| Err(CollectError::new(ErrorKind::Internal, "the collector panicked")));
     let duration = started.elapsed();
-    match &result {
-        Ok(c) => log.errors(&c.errors),
-        Err(e) => log.errors(std::slice::from_ref(e)),
+    // A missing privilege is said once, by the state, as it first records it.
+    let logged: Vec<CollectError> = match &result {
+        Ok(c) => c.errors.iter(),
+        Err(e) => std::slice::from_ref(e).iter(),
     }
+    .filter(|e| e.denied().is_none())
+    .cloned()
+    .collect();
+    log.errors(&logged);
     state.publish(collector.name(), duration, result);
 }
 

@@ -1,13 +1,13 @@
 //! `storwatch check`: two samples of every source over a window into a model, every check judged
 //! once on it, a report for people (a table) or machines (JSON). Exit status 0 all pass, 1 any
-//! fails, 2 a source failed.
+//! fails, 2 a source failed or a subject is unknown (its source could not be read).
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::checks::{self, CheckResult};
+use crate::checks::{self, CheckResult, Verdict};
 use crate::model::Model;
 use crate::sources::Source;
 
@@ -17,6 +17,8 @@ pub struct Report {
     /// True when every result passed and every collector read its source.
     pub passed: bool,
     pub failing: usize,
+    /// Subjects that could not be judged: their source could not be read.
+    pub unknown: usize,
     pub results: Vec<CheckResult>,
     /// Collectors that could not read their source: their checks are missing from `results`.
     pub errors: Vec<String>,
@@ -26,7 +28,7 @@ pub struct Report {
 
 impl Report {
     pub fn exit_code(&self) -> u8 {
-        match (self.errors.is_empty(), self.failing) {
+        match (self.errors.is_empty() && self.unknown == 0, self.failing) {
             (false, _) => 2,
             (true, 0) => 0,
             (true, _) => 1,
@@ -42,7 +44,7 @@ pub fn evaluate(sources: &mut [Box<dyn Source>], config: &checks::Config, window
             Ok(c) => {
                 model.update(c);
             }
-            Err(_) => model.fail(s.name()),
+            Err(e) => model.fail(s.name(), &e),
         }
     }
     std::thread::sleep(window);
@@ -55,17 +57,19 @@ pub fn evaluate(sources: &mut [Box<dyn Source>], config: &checks::Config, window
             }
             Err(e) => {
                 errors.push(format!("collector {} failed: {e}", s.name()));
-                model.fail(s.name());
+                model.fail(s.name(), &e);
             }
         }
     }
     let mut results = checks::evaluate_all(&model, config, Instant::now());
     results.sort_by(|a, b| (checks::rank(a.check), &a.subject).cmp(&(checks::rank(b.check), &b.subject)));
-    let failing = results.iter().filter(|r| !r.ok).count();
+    let count = |v| results.iter().filter(|r| r.verdict == v).count();
+    let (failing, unknown) = (count(Verdict::Fail), count(Verdict::Unknown));
     Report {
         window_seconds: window.as_secs_f64(),
-        passed: failing == 0 && errors.is_empty(),
+        passed: failing == 0 && unknown == 0 && errors.is_empty(),
         failing,
+        unknown,
         results,
         errors,
         warnings,
@@ -78,7 +82,14 @@ pub fn table(report: &Report, colour: bool) -> String {
     let rows: Vec<[&str; 5]> = report
         .results
         .iter()
-        .map(|r| [r.check, &r.subject, &r.observed, &r.expected, if r.ok { "PASS" } else { "FAIL" }])
+        .map(|r| {
+            let verdict = match r.verdict {
+                Verdict::Pass => "PASS",
+                Verdict::Fail => "FAIL",
+                Verdict::Unknown => "UNKNOWN",
+            };
+            [r.check, &r.subject, &r.observed, &r.expected, verdict]
+        })
         .collect();
     let mut width = header.map(str::len);
     for row in &rows {
@@ -94,17 +105,22 @@ pub fn table(report: &Report, colour: bool) -> String {
         out.push_str(&match (colour, row[4]) {
             (true, "PASS") => "\x1b[32mPASS\x1b[0m".to_owned(),
             (true, "FAIL") => "\x1b[1;31mFAIL\x1b[0m".to_owned(),
+            (true, "UNKNOWN") => "\x1b[1;33mUNKNOWN\x1b[0m".to_owned(),
             (_, v) => v.to_owned(),
         });
         out.push('\n');
     }
     let n = report.results.len();
     out.push_str(&format!(
-        "\n{n} results over a {}s window: {} passed, {} failed\n",
+        "\n{n} results over a {}s window: {} passed, {} failed",
         report.window_seconds,
-        n - report.failing,
+        n - report.failing - report.unknown,
         report.failing
     ));
+    if report.unknown > 0 {
+        out.push_str(&format!(", {} unknown", report.unknown));
+    }
+    out.push('\n');
     out
 }
 
@@ -153,7 +169,7 @@ mod tests {
         CheckResult {
             check,
             subject: subject.into(),
-            ok,
+            verdict: Verdict::of(ok),
             observed: "o".into(),
             expected: "e".into(),
             value: None,
@@ -167,6 +183,7 @@ mod tests {
             window_seconds: 3.0,
             passed: false,
             failing: 1,
+            unknown: 0,
             results: vec![result("kernel", "kernel", true), result("writeback", "vm.dirty_ratio", false)],
             errors: vec![],
             warnings: vec![],
@@ -182,5 +199,16 @@ mod tests {
         r.errors.clear();
         r.failing = 0;
         assert_eq!(r.exit_code(), 0);
+        r.results.push(CheckResult::unknown("resources", "memory", ">= 8GiB".into(), "/proc/meminfo: gone"));
+        r.unknown = 1;
+        assert_eq!(r.exit_code(), 2, "an unknown subject is an error");
+        let t = table(&r, false);
+        assert!(
+            t.contains("resources  memory          not read: /proc/meminfo: gone  >= 8GiB   UNKNOWN\n"),
+            "{t}"
+        );
+        assert!(t.ends_with("3 results over a 3s window: 2 passed, 0 failed, 1 unknown\n"), "{t}");
+        let json = serde_json::to_value(&r.results[2]).unwrap();
+        assert_eq!((json["ok"].as_bool(), json["verdict"].as_str()), (Some(false), Some("unknown")));
     }
 }

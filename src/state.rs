@@ -23,6 +23,9 @@ struct Slot {
     duration: Duration,
     last_success: Option<SystemTime>,
     errors: BTreeMap<ErrorKind, u64>,
+    /// What the collector was denied (a file, a socket, a privilege), from its first run that
+    /// was: said once in the log and kept as a series.
+    denied: BTreeMap<String, ()>,
     published: Arc<Published>,
 }
 
@@ -101,6 +104,13 @@ impl State {
             Ok(c) => (c.errors.iter().map(|e| e.kind).collect::<Vec<_>>(), true),
             Err(e) => (vec![e.kind], false),
         };
+        let denied: Vec<(String, String)> = match &result {
+            Ok(c) => c.errors.iter().collect::<Vec<_>>(),
+            Err(e) => vec![e],
+        }
+        .into_iter()
+        .filter_map(|e| Some((e.denied()?.to_owned(), e.to_string())))
+        .collect();
         let mut model = lock(&self.model);
         // A panic while deriving or judging is caught here, as one in a source is by its thread:
         // counted as `internal`, the source's outputs withdrawn, and the agent runs on.
@@ -121,6 +131,16 @@ impl State {
         slot.success = ok;
         for kind in errors {
             *slot.errors.entry(kind).or_default() += 1;
+        }
+        for (what, error) in denied {
+            if slot.denied.insert(what.clone(), ()).is_none() {
+                tracing::warn!(
+                    message = "collector lacks a privilege; what it needs is not read (said once)",
+                    collector = source,
+                    what = what.as_str(),
+                    error = error.as_str(),
+                );
+            }
         }
         if ok {
             slot.last_success = Some(SystemTime::now());
@@ -154,7 +174,7 @@ impl State {
                 model.update(c);
             }
             // A failed source has no current samples: stale values would mislead.
-            Err(_) => model.fail(source),
+            Err(e) => model.fail(source, &e),
         }
         let now = Instant::now();
         let families = families::build(model, source, &self.families);
@@ -200,6 +220,10 @@ fn self_families(slots: &BTreeMap<&'static str, Slot>) -> Vec<Family> {
         "storwatch_collector_last_success_timestamp_seconds",
         "Unix time of the collector's last successful run.",
     );
+    let mut denied = Family::gauge(
+        "storwatch_collector_privilege_missing",
+        "1 for each file, socket, device or privilege the collector was denied (EACCES or EPERM) since the agent started: what its deployment does not grant.",
+    );
     let mut errors = Family::counter(
         "storwatch_collector_errors_total",
         "Errors met by the collector, by kind (io, parse, permission, ioctl, timeout, internal), partial failures included.",
@@ -214,8 +238,11 @@ fn self_families(slots: &BTreeMap<&'static str, Slot>) -> Vec<Family> {
             let n = s.errors.get(&kind).copied().unwrap_or(0);
             errors.push([("collector", name), ("kind", kind.as_str())], n as f64);
         }
+        for what in s.denied.keys() {
+            denied.push([("collector", name), ("what", what.as_str())], 1.0);
+        }
     }
-    vec![success, duration, last, errors]
+    vec![success, duration, last, errors, denied]
 }
 
 #[cfg(test)]
@@ -224,7 +251,7 @@ mod tests {
     use crate::sources::{Sample, host};
 
     fn host_sample(release: &str) -> Collected {
-        let s = host::Sample { release: Some(release.into()), cpus: Some(2), ..host::Sample::default() };
+        let s = host::Sample { release: Ok(release.into()), cpus: Ok(2), ..host::Sample::default() };
         Collected::new(Sample::Host(s), Vec::new())
     }
 
@@ -248,14 +275,38 @@ mod tests {
         state.publish("host", Duration::from_millis(1), Err(failed));
         let text = state.encode(Format::Text);
         assert!(!text.contains("storwatch_host_kernel_info"), "a failed source's families go");
-        assert!(!text.contains("check=\"kernel\",subject"), "and so do the checks judged on it");
+        assert!(!text.contains("storwatch_check_ok{check=\"kernel\""), "and so do the verdicts judged on it");
+        assert!(
+            text.contains("storwatch_check_unknown{check=\"kernel\",subject=\"kernel\"} 1\n"),
+            "which are unknown: {text}"
+        );
+        assert!(text.contains("storwatch_checks_unknown{check=\"resources\"} 2\n"));
+        assert!(text.contains("storwatch_checks_failing{check=\"kernel\"} 0\n"));
         assert!(text.contains("storwatch_collector_success{collector=\"host\"} 0\n"));
         assert!(text.contains("storwatch_collector_errors_total{collector=\"host\",kind=\"io\"} 1\n"));
-        state.publish("host", Duration::from_millis(1), Ok(host_sample("6.1.0")));
+        assert!(!text.contains("storwatch_collector_privilege_missing{"), "io is no privilege: {text}");
+        let denied = CollectError::new(ErrorKind::Permission, "/proc/1/mountstats: Permission denied");
+        for _ in 0..2 {
+            let c = Collected::new(Sample::Host(host::Sample::default()), vec![denied.clone()]);
+            state.publish("host", Duration::from_millis(1), Ok(c));
+        }
+        let text = state.encode(Format::Text);
         assert!(
-            state
-                .encode(Format::Text)
-                .contains("storwatch_check_ok{check=\"kernel\",subject=\"kernel\"} 1\n")
+            text.contains(
+                "storwatch_collector_privilege_missing{collector=\"host\",what=\"/proc/1/mountstats\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("storwatch_collector_errors_total{collector=\"host\",kind=\"permission\"} 2\n")
+        );
+        state.publish("host", Duration::from_millis(1), Ok(host_sample("6.1.0")));
+        let text = state.encode(Format::Text);
+        assert!(text.contains("storwatch_check_ok{check=\"kernel\",subject=\"kernel\"} 1\n"));
+        assert!(text.contains("storwatch_check_unknown{check=\"kernel\",subject=\"kernel\"} 0\n"));
+        assert!(
+            text.contains("storwatch_check_unknown{check=\"resources\",subject=\"memory\"} 1\n"),
+            "MemTotal not in the sample: {text}"
         );
     }
 }

@@ -57,7 +57,7 @@ impl Out {
 
     /// The verdict on `subject` of `check`.
     pub fn check(&self, check: &str, subject: &str) -> Option<bool> {
-        self.result(check, subject).map(|r| r.ok)
+        self.result(check, subject).map(|r| r.ok())
     }
 
     pub fn result(&self, check: &str, subject: &str) -> Option<&CheckResult> {

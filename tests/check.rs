@@ -1,10 +1,13 @@
 //! `storwatch check`: on this machine against independent oracles (the sysctls themselves,
-//! getconf, findmnt, /sys), on node_exporter's fixtures with the scheduler rule, and with bad
-//! config files.
+//! getconf, findmnt, /sys), on node_exporter's fixtures with the scheduler rule, with bad config
+//! files, and pointed at broken roots (an empty procfs, a sysfs without block devices, a Docker
+//! socket that refuses, a rootfs whose /var/run is an absolute symlink): the affected checks are
+//! unknown, never missing or passing, the exit status 2, and the agent's series say why.
 #![allow(clippy::disallowed_methods, reason = "clippy.toml's bans are for the agent, not its tests")]
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -140,9 +143,9 @@ fn on_this_machine_the_report_shows_the_real_values() {
     assert_eq!(table_code, if table_failing == 0 { 0 } else { 1 });
 }
 
-fn fixture_args(sys: &tempfile::TempDir) -> Vec<String> {
+fn fixture_args(proc: &tempfile::TempDir, sys: &tempfile::TempDir) -> Vec<String> {
     vec![
-        format!("--path.procfs={}", common::fixtures().join("proc").display()),
+        format!("--path.procfs={}", proc.path().display()),
         format!("--path.sysfs={}", sys.path().join("sys").display()),
         // The kernel log is this machine's, not the fixture's.
         "--no-collector.kmsg".to_owned(),
@@ -151,14 +154,17 @@ fn fixture_args(sys: &tempfile::TempDir) -> Vec<String> {
         "--no-collector.fabric".to_owned(),
         // The Docker engine is this machine's; its checks are tested in tests/docker.rs.
         "--no-collector.docker".to_owned(),
+        // The fixture's nvme0 has no device node here, so its health is unknown (exit 2); the
+        // NVMe checks are tested in tests/nvme.rs.
+        "--no-collector.nvme".to_owned(),
         "--window=100ms".to_owned(),
     ]
 }
 
 #[test]
 fn fixture_scheduler_rule_and_configured_thresholds() {
-    let sys = common::fixture_sysfs();
-    let args = fixture_args(&sys);
+    let (proc, sys) = (common::whole_fixture_procfs(), common::fixture_sysfs());
+    let args = fixture_args(&proc, &sys);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     let (code, report) = json(&args);
@@ -246,4 +252,182 @@ fn bad_configs_exit_2_naming_file_line_and_key() {
         assert!(out.is_empty());
         assert!(err.contains(&format!("config file {}: {want}", path.display())), "{text:?}: {err}");
     }
+}
+
+/// The rows of `check` in a report.
+fn rows<'a>(report: &'a Value, check: &str) -> Vec<&'a Value> {
+    report["results"].as_array().unwrap().iter().filter(|r| r["check"] == check).collect()
+}
+
+/// Every row of `check` is unknown, its reason naming `why`, and there is at least one.
+fn all_unknown(report: &Value, check: &str, why: &str) {
+    let r = rows(report, check);
+    assert!(!r.is_empty(), "{check} has no rows: missing, not unknown\n{report:#}");
+    for row in r {
+        assert_eq!((row["verdict"].as_str(), row["ok"].as_bool()), (Some("unknown"), Some(false)), "{row}");
+        let observed = row["observed"].as_str().unwrap();
+        assert!(observed.starts_with("not read: ") && observed.contains(why), "{check}: {observed}");
+        assert!(row["value"].is_null(), "nothing was seen: {row}");
+    }
+}
+
+#[test]
+fn an_empty_procfs_makes_the_host_checks_unknown_not_missing() {
+    let empty = tempfile::tempdir().unwrap();
+    let procfs = format!("--path.procfs={}", empty.path().display());
+    let args = [
+        procfs.as_str(),
+        "--no-collector.diskstats",
+        "--no-collector.kmsg",
+        "--no-collector.fabric",
+        "--no-collector.docker",
+        "--window=100ms",
+    ];
+    let (code, report) = json(&args);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["passed"], false);
+    all_unknown(&report, "kernel", "sys/kernel/osrelease: No such file");
+    all_unknown(&report, "writeback", "No such file");
+    assert_eq!(rows(&report, "writeback").len(), 2, "vm.dirty_ratio and vm.dirty_background_ratio");
+    let memory = row(&report, "resources", "memory");
+    assert!(memory["observed"].as_str().unwrap().contains("meminfo: No such file"), "{memory}");
+    // The CPUs are in sysfs, which is this machine's: judged.
+    assert_ne!(row(&report, "resources", "cpus")["verdict"], "unknown");
+    all_unknown(&report, "filesystem", "mountinfo");
+    assert_eq!(rows(&report, "filesystem").len(), 2, "each watched path");
+    let unknown = report["results"].as_array().unwrap().iter().filter(|r| r["verdict"] == "unknown").count();
+    assert_eq!(report["unknown"].as_u64(), Some(unknown as u64));
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w.as_str().unwrap().starts_with("host: io error: ")), "{warnings:?}");
+
+    // The table says UNKNOWN and counts them.
+    let (code, table, _) = check(&args);
+    assert_eq!(code, 2);
+    assert!(table.lines().any(|l| l.starts_with("kernel ") && l.trim_end().ends_with("UNKNOWN")), "{table}");
+    assert!(table.contains(&format!(", {unknown} unknown\n")), "{table}");
+
+    // The agent's series say the same, and why: the host collector's io errors.
+    let agent = common::Agent::start(&args[..5]);
+    agent.wait_ready();
+    let body = agent.metrics();
+    let unknown = |c: &str, s: &str| {
+        common::sample(&body, &format!("storwatch_check_unknown{{check=\"{c}\",subject=\"{s}\"}}"))
+    };
+    assert_eq!(unknown("kernel", "kernel"), Some(1.0), "{body}");
+    assert_eq!(unknown("resources", "memory"), Some(1.0));
+    assert_eq!(unknown("resources", "cpus"), Some(0.0));
+    assert_eq!(common::sample(&body, "storwatch_check_ok{check=\"kernel\",subject=\"kernel\"}"), None);
+    assert_eq!(common::sample(&body, "storwatch_checks_unknown{check=\"writeback\"}"), Some(2.0));
+    let io = common::sample(&body, "storwatch_collector_errors_total{collector=\"host\",kind=\"io\"}");
+    assert!(io.unwrap() >= 7.0, "osrelease, 4 vm sysctls, meminfo, mountinfo: {body}");
+}
+
+#[test]
+fn a_sysfs_without_block_devices_makes_the_queue_checks_unknown() {
+    let sys = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(sys.path().join("block")).unwrap();
+    let sysfs = format!("--path.sysfs={}", sys.path().display());
+    let args = [sysfs.as_str(), "--no-collector.kmsg", "--no-collector.fabric", "--no-collector.docker"];
+    let (code, report) = json(&[&args[..], &["--window=100ms"]].concat());
+    assert_eq!(code, 2, "{report:#}");
+    all_unknown(&report, "io_scheduler", "block: no block devices at all");
+    assert_eq!(row(&report, "io_scheduler", "*")["verdict"], "unknown");
+    // The CPUs are read from sysfs too: a missing file, unknown.
+    assert_eq!(row(&report, "resources", "cpus")["verdict"], "unknown");
+    let errors = report["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e.as_str().unwrap().starts_with("collector queue failed: io error: ")),
+        "{errors:?}"
+    );
+    // Nothing passes on the sysfs that was not read (storage_latency is judged on this
+    // machine's /proc/diskstats, which was read).
+    for r in rows(&report, "io_scheduler") {
+        assert_ne!(r["verdict"], "pass", "{r}");
+    }
+
+    let agent = common::Agent::start(&args);
+    agent.wait_ready();
+    let body = agent.metrics();
+    assert_eq!(
+        common::sample(&body, "storwatch_collector_success{collector=\"queue\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        common::sample(&body, "storwatch_collector_errors_total{collector=\"queue\",kind=\"io\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        common::sample(&body, "storwatch_check_unknown{check=\"io_scheduler\",subject=\"*\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_docker_socket_that_refuses_makes_the_docker_checks_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    // Bound and closed: the path exists, connecting is refused.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let flag = format!("--collector.docker.socket={}", socket.display());
+    let (code, report) = json(&[
+        &flag,
+        "--no-collector.diskstats",
+        "--no-collector.kmsg",
+        "--no-collector.queue",
+        "--no-collector.fabric",
+        "--window=100ms",
+    ]);
+    assert_eq!(code, 2, "{report:#}");
+    all_unknown(&report, "docker_engine", "Connection refused");
+    assert_eq!(rows(&report, "docker_engine").len(), 2, "version and storage_driver");
+    all_unknown(&report, "capacity", "docker.sock");
+    all_unknown(&report, "mounts", "docker.sock");
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w.as_str().unwrap().contains("docker.sock GET /version")),
+        "{warnings:?}"
+    );
+}
+
+/// A root whose `/var/run` is an absolute symlink, as on every Debian (`/var/run -> /run`): the
+/// default socket `<rootfs>/var/run/docker.sock` must resolve inside the root, not through this
+/// machine's own filesystem. The link points to `/run/<name>`, a directory only the root has, so
+/// a resolution outside the root finds nothing; the root's socket there is a hard link to this
+/// machine's engine socket (the root is made under /run, on the socket's filesystem).
+#[test]
+fn a_rootfs_with_an_absolute_var_run_symlink_finds_the_engine() {
+    let root = tempfile::tempdir_in("/run").unwrap();
+    let r = root.path();
+    let name = format!("storwatch-test-{}", std::process::id());
+    assert!(!Path::new("/run").join(&name).exists());
+    std::fs::create_dir_all(r.join("run").join(&name)).unwrap();
+    std::fs::create_dir_all(r.join("var/lib/docker")).unwrap();
+    std::os::unix::fs::symlink(Path::new("/run").join(&name), r.join("var/run")).unwrap();
+    std::fs::hard_link("/run/docker.sock", r.join("run").join(&name).join("docker.sock")).unwrap();
+    let rootfs = format!("--path.rootfs={}", r.display());
+    let args = [
+        rootfs.as_str(),
+        "--no-collector.diskstats",
+        "--no-collector.kmsg",
+        "--no-collector.queue",
+        "--no-collector.fabric",
+        "--window=100ms",
+    ];
+    let (_, report) = json(&args);
+    let server =
+        Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output().unwrap();
+    let server = String::from_utf8(server.stdout).unwrap().trim().to_owned();
+    let version = row(&report, "docker_engine", "version");
+    assert_eq!(version["observed"], server.as_str(), "{report:#}");
+    assert_ne!(version["verdict"], "unknown");
+    assert_ne!(row(&report, "docker_engine", "storage_driver")["verdict"], "unknown");
+
+    // Through a symlink loop, the socket is not found: an error naming the loop, never a path
+    // outside the root.
+    std::fs::remove_file(r.join("var/run")).unwrap();
+    std::os::unix::fs::symlink("/var/run", r.join("var/run")).unwrap();
+    let (code, report) = json(&args);
+    assert_eq!(code, 2);
+    all_unknown(&report, "docker_engine", ".storwatch-symlink-loop/var/run/docker.sock");
 }

@@ -344,9 +344,21 @@ fn assert_down(agent: &mut Agent, kind: Option<&str>, what: &str) {
     let errors = |k: &str| {
         sample(&body, &format!("storwatch_collector_errors_total{{collector=\"docker\",kind=\"{k}\"}}"))
     };
+    let unknown = |subject: &str| {
+        sample(&body, &format!("storwatch_check_unknown{{check=\"docker_engine\",subject=\"{subject}\"}}"))
+    };
     match kind {
-        Some(k) => assert!(errors(k).unwrap() >= 1.0, "{what}: no {k} error\n{body}"),
-        None => assert_eq!(errors("io"), Some(0.0), "{what}"),
+        Some(k) => {
+            assert!(errors(k).unwrap() >= 1.0, "{what}: no {k} error\n{body}");
+            // Its checks are there, unknown: never missing, never passing on what was not read.
+            assert_eq!((unknown("version"), unknown("storage_driver")), (Some(1.0), Some(1.0)), "{what}");
+            assert_eq!(sample(&body, "storwatch_checks_unknown{check=\"mounts\"}"), Some(1.0), "{what}");
+            assert!(!body.contains("storwatch_check_ok{check=\"docker_engine\""), "{what}");
+        }
+        None => {
+            assert_eq!(errors("io"), Some(0.0), "{what}");
+            assert_eq!(unknown("version"), None, "{what}: no engine, nothing to judge");
+        }
     }
     assert_eq!(errors("internal"), Some(0.0), "{what}: no panic");
     assert!(!body.contains("storwatch_docker_engine_info"), "{what}");
@@ -359,16 +371,30 @@ fn assert_down(agent: &mut Agent, kind: Option<&str>, what: &str) {
 #[test]
 fn no_engine_and_malformed_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let start = |socket: &Path| {
+    let empty_root = tempfile::tempdir().unwrap();
+    let start_in = |socket: &Path, root: &Path| {
         let flag = format!("--collector.docker.socket={}", socket.display());
+        let root = format!("--path.rootfs={}", root.display());
         let mut args = OTHERS_OFF.to_vec();
-        args.extend([flag.as_str(), "--collector.docker.interval=200ms"]);
+        args.extend([flag.as_str(), root.as_str(), "--collector.docker.interval=200ms"]);
         Agent::start(&args)
     };
+    let start = |socket: &Path| start_in(socket, Path::new("/"));
 
-    // No socket at all: no engine on this host; not an error.
+    // No socket and no data root: no engine on this host; not an error.
+    let mut agent = start_in(&dir.path().join("absent.sock"), empty_root.path());
+    assert_down(&mut agent, None, "absent socket, no data root");
+
+    // No socket, but the engine's data root exists (this machine's /var/lib/docker): the socket
+    // is misconfigured or not mounted, an error that names both.
+    assert!(Path::new("/var/lib/docker").is_dir(), "Docker runs on this kind of machine");
     let mut agent = start(&dir.path().join("absent.sock"));
-    assert_down(&mut agent, None, "absent socket");
+    assert_down(&mut agent, Some("io"), "absent socket beside a data root");
+    let log = agent.drain_log().join("\n");
+    assert!(
+        log.contains("absent.sock: no socket, but the engine's data root /var/lib/docker exists"),
+        "{log}"
+    );
 
     // A socket file nobody listens on: the engine stopped.
     let stale = dir.path().join("stale.sock");
@@ -451,7 +477,7 @@ fn volumes_and_containers_are_read_again_only_on_events() {
         seen.lock().unwrap().clear();
         let out = source.sample().unwrap();
         assert!(out.errors.is_empty(), "{what}: {:?}", out.errors);
-        let AnySample::Docker(docker::Sample { engine: Some(engine) }) = out.sample else {
+        let AnySample::Docker(docker::Sample { engine: Some(engine), .. }) = out.sample else {
             panic!("{what}: no engine in the sample");
         };
         let paths: Vec<String> = seen

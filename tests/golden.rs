@@ -38,6 +38,8 @@ fn fixture_agent(sys: &tempfile::TempDir) -> Agent {
     // tree: the fabric interface is one that exists nowhere, reported as missing.
     let config = sys.path().join("golden.toml");
     std::fs::write(&config, "[fabric]\ninterfaces = [\"golden0\"]\n").unwrap();
+    let root = sys.path().join("root");
+    std::fs::create_dir(&root).unwrap();
     let agent = Agent::start(&[
         &format!("--config.file={}", config.display()),
         &format!("--path.procfs={}", procfs.display()),
@@ -47,8 +49,10 @@ fn fixture_agent(sys: &tempfile::TempDir) -> Agent {
         // One sample only: the window gauges need two, so the output is fully deterministic.
         "--collector.diskstats.interval=1h",
         "--collector.fabric.interval=1h",
-        // The fixture tree has no Docker engine (this machine's would make the output vary).
+        // The fixture tree has no Docker engine (this machine's would make the output vary), and
+        // an empty root no data root, so the engine is absent rather than unreachable.
         &format!("--collector.docker.socket={}", fixtures().join("docker.sock").display()),
+        &format!("--path.rootfs={}", root.display()),
     ]);
     agent.wait_ready();
     agent

@@ -85,6 +85,117 @@ fn systemd_unit_verifies_and_is_rated_at_most_3() {
 // ---- sd_notify ----------------------------------------------------------------------------------
 
 /// Every collector but diskstats off, so only the one under test can hold up readiness.
+/// The credentials a unit file (and its drop-ins, in order) gives the service: its
+/// `AmbientCapabilities` as setpriv capability names (`+syslog`) and its `SupplementaryGroups`.
+/// An empty assignment resets the list, as systemd does.
+fn unit_credentials(files: &[&Path]) -> (Vec<String>, Vec<String>) {
+    let (mut caps, mut groups) = (Vec::new(), Vec::new());
+    for file in files {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            let Some((key, value)) = line.split_once('=') else { continue };
+            let list = match key.trim() {
+                "AmbientCapabilities" => &mut caps,
+                "SupplementaryGroups" => &mut groups,
+                _ => continue,
+            };
+            if value.trim().is_empty() {
+                list.clear();
+            }
+            list.extend(value.split_whitespace().map(str::to_owned));
+        }
+    }
+    let caps = caps.iter().map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase())).collect();
+    (caps, groups)
+}
+
+/// The agent run as each shipped unit runs it (no systemd runs here): a fresh unprivileged uid
+/// as DynamicUser= gives, the unit's supplementary groups, its ambient capabilities as the only
+/// ones (bounding set included) and no_new_privs, by setpriv; once with the unit alone and once
+/// with each shipped drop-in. Every collector error is explained: a collector with errors or a
+/// failed run has only `permission` errors and says what it lacks in
+/// storwatch_collector_privilege_missing, each said once in the log. On this machine the fabric
+/// collector is denied /proc/1/mountstats (mode 0400, root's) and the docker collector the
+/// engine's socket (the unit has no docker group). The device sandbox (DeviceAllow=) and the
+/// filesystem protections are systemd's and not reproduced.
+#[test]
+fn as_the_shipped_units_run_it_every_error_is_a_missing_privilege() {
+    if !require_root() || tool("setpriv").is_none() {
+        return;
+    }
+    let unit = Path::new(ROOT).join("systemd/storwatch.service");
+    let lower = Path::new(ROOT).join("systemd/lower-privilege.conf");
+    let mut denied_mountstats = false;
+    for files in [vec![unit.as_path()], vec![unit.as_path(), lower.as_path()]] {
+        let (caps, groups) = unit_credentials(&files);
+        let caps = format!("-all,{}", caps.join(","));
+        let gids: Vec<String> = groups
+            .iter()
+            .map(|g| {
+                let (_, out, _) = run(Command::new("getent").args(["group", g]));
+                out.split(':').nth(2).unwrap_or_else(|| panic!("no group {g}")).to_owned()
+            })
+            .collect();
+        let groups = format!("--groups={}", gids.join(","));
+        let setpriv = [
+            "setpriv",
+            "--reuid=61899",
+            "--regid=61899",
+            &groups,
+            &format!("--inh-caps={caps}"),
+            &format!("--ambient-caps={caps}"),
+            &format!("--bounding-set={caps}"),
+            "--no-new-privs",
+        ];
+        let mut agent = Agent::start_wrapped(&setpriv, &["--collector.fabric.interval=1s"]);
+        agent.wait_ready();
+        std::thread::sleep(Duration::from_millis(2500));
+        let body = agent.metrics();
+        let what = format!("{files:?} as {setpriv:?}");
+        let missing: Vec<(&str, f64)> = common::samples(&body, "storwatch_collector_privilege_missing");
+        for (labels, n) in common::samples(&body, "storwatch_collector_errors_total") {
+            let collector = labels.split('"').nth(1).unwrap();
+            let says = missing.iter().any(|(l, _)| l.starts_with(&format!("collector=\"{collector}\"")));
+            if n > 0.0 {
+                assert!(labels.ends_with("kind=\"permission\""), "{what}: {labels} {n}\n{body}");
+                assert!(says, "{what}: {collector} has permission errors and no privilege series\n{body}");
+            }
+        }
+        for (labels, v) in common::samples(&body, "storwatch_collector_success") {
+            let collector = labels.split('"').nth(1).unwrap();
+            let says = missing.iter().any(|(l, _)| l.starts_with(&format!("collector=\"{collector}\"")));
+            assert!(v == 1.0 || says, "{what}: {collector} failed, not for a privilege\n{body}");
+        }
+        denied_mountstats |=
+            missing.iter().any(|(l, _)| *l == "collector=\"fabric\",what=\"/proc/1/mountstats\"");
+        // Said once each, though the fabric collector ran every second.
+        let log = agent.drain_log().to_vec();
+        for (labels, _) in &missing {
+            let collector = labels.split('"').nth(1).unwrap();
+            let said = log
+                .iter()
+                .filter(|l| {
+                    l.contains("lacks a privilege") && l.contains(&format!("collector=\"{collector}\""))
+                })
+                .count();
+            let whats =
+                missing.iter().filter(|(l, _)| l.starts_with(&format!("collector=\"{collector}\""))).count();
+            assert_eq!(said, whats, "{what}: {labels}\n{log:#?}");
+        }
+        assert!(
+            !log.iter().any(|l| l.contains("collector error") && l.contains("Permission denied")),
+            "{log:#?}"
+        );
+    }
+    let mode = std::fs::metadata("/proc/1/mountstats")
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    if mode.is_ok_and(|m| m & 0o004 == 0) {
+        assert!(
+            denied_mountstats,
+            "/proc/1/mountstats is not world-readable here: the fabric collector must say so"
+        );
+    }
+}
+
 fn only_diskstats() -> Vec<String> {
     let mut args = vec!["--collector.diskstats.interval=1s".to_owned()];
     for name in storwatch::sources::REGISTRY.iter().map(|s| s.name).filter(|n| *n != "diskstats") {
@@ -327,6 +438,54 @@ fn a_client_certificate_is_required_when_configured() {
     assert_eq!(curl(d, &url, &["--cert", "client.crt", "--key", "client.key"]).0, "200");
     assert_eq!(curl(d, &url, &[]).0, "000", "no client certificate");
     assert_eq!(curl(d, &url, &["--cert", "stranger.crt", "--key", "stranger.key"]).0, "000", "another CA");
+}
+
+/// The README's commands for a client CA and a version 3 client certificate, run as written: the
+/// agent accepts that certificate. A version 1 certificate of the same CA (`openssl x509 -req`
+/// without extensions, as OpenSSL makes it by default) is refused, and the warning says why,
+/// once within the minute however often the client retries; so is another CA's certificate.
+#[test]
+fn readme_client_certificates_work_and_a_refused_one_is_warned_about() {
+    if !tls_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_pki(d);
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let start = readme.find("# A client CA (client_ca_file) and a version 3 client certificate").unwrap();
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let (ok, out, err) = run(Command::new("sh").args(["-ec", block]).current_dir(d));
+    assert!(ok, "the README's commands fail:\n{block}\n{out}{err}");
+    std::fs::write(
+        d.join("web.yml"),
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n",
+    )
+    .unwrap();
+    let mut agent =
+        Agent::start(&["--web.config.file", d.join("web.yml").to_str().unwrap(), "--no-collector.docker"]);
+    let url = format!("https://{}/metrics", agent.addr);
+    assert_eq!(curl(d, &url, &["--cert", "client.crt", "--key", "client.key"]).0, "200");
+
+    // The same key and CA, version 1.
+    let (ok, _, err) = run(Command::new("openssl")
+        .args(["x509", "-req", "-in", "client.csr", "-CA", "client-ca.crt", "-CAkey", "client-ca.key"])
+        .args(["-CAcreateserial", "-days", "365", "-out", "v1.crt"])
+        .current_dir(d));
+    assert!(ok, "{err}");
+    let (_, text, _) =
+        run(Command::new("openssl").args(["x509", "-in", "v1.crt", "-noout", "-text"]).current_dir(d));
+    assert!(text.contains("Version: 1 (0x0)"), "{text}");
+    for _ in 0..3 {
+        assert_eq!(curl(d, &url, &["--cert", "v1.crt", "--key", "client.key"]).0, "000", "version 1");
+    }
+    assert_eq!(curl(d, &url, &["--cert", "stranger.crt", "--key", "stranger.key"]).0, "000", "another CA");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = agent.drain_log().to_vec();
+    let warned = |what: &str| log.iter().filter(|l| l.contains(" WARN ") && l.contains(what)).count();
+    assert_eq!(warned("X.509 version 1"), 1, "once, with the reason:\n{log:#?}");
+    assert_eq!(warned("unknown CA"), 1, "{log:#?}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::{CheckResult, gib};
+use super::{ALL, CheckResult, Verdict, docker_unread, gib};
 use crate::model::Model;
 use crate::values::{ratio, size};
 
@@ -32,8 +32,26 @@ impl Default for Config {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
-    let Some(e) = model.docker().and_then(|d| d.engine.as_ref()) else { return Vec::new() };
-    e.places.iter().filter_map(|p| Some(judge(cfg, &p.path, p.space?.size, p.space?.available))).collect()
+    let Some(e) = model.docker().and_then(|d| d.engine.as_ref()) else {
+        let why = docker_unread(model);
+        return why.map(|why| CheckResult::unknown("capacity", ALL, wanted(cfg), &why)).into_iter().collect();
+    };
+    e.places
+        .iter()
+        .map(|p| match p.space {
+            Some(s) => judge(cfg, &p.path, s.size, s.available),
+            // statvfs failed: the docker collector counted the error.
+            None => CheckResult::unknown("capacity", &p.path, wanted(cfg), "statvfs failed (docker collector errors)"),
+        })
+        .collect()
+}
+
+/// The rule, without a filesystem's size to put it in bytes.
+fn wanted(cfg: &Config) -> String {
+    match cfg.min_free {
+        0 => format!(">= {}% of size", cfg.min_free_ratio * 100.0),
+        min => format!(">= {}% of size, at least {}", cfg.min_free_ratio * 100.0, gib(min)),
+    }
 }
 
 pub fn judge(cfg: &Config, path: &str, size: u64, available: u64) -> CheckResult {
@@ -43,7 +61,7 @@ pub fn judge(cfg: &Config, path: &str, size: u64, available: u64) -> CheckResult
     CheckResult {
         check: "capacity",
         subject: path.to_owned(),
-        ok: available as f64 >= threshold,
+        verdict: Verdict::of(available as f64 >= threshold),
         observed: format!("{} free of {} ({:.1}%)", gib(available), gib(size), share * 100.0),
         expected: match cfg.min_free {
             0 => format!(">= {} ({}% of size)", gib(threshold as u64), cfg.min_free_ratio * 100.0),
@@ -67,14 +85,14 @@ mod tests {
     fn free_space() {
         let cfg = Config::default();
         let r = judge(&cfg, "/var/lib/docker", 100 << 30, 10 << 30);
-        assert!(r.ok);
+        assert!(r.ok());
         assert_eq!((r.value, r.threshold), (Some((10u64 << 30) as f64), Some((10u64 << 30) as f64)));
         assert_eq!(r.observed, "10.0GiB free of 100.0GiB (10.0%)");
         assert_eq!(r.expected, ">= 10.0GiB (10% of size)");
-        assert!(!judge(&cfg, "/v", 100 << 30, (10 << 30) - 1).ok);
+        assert!(!judge(&cfg, "/v", 100 << 30, (10 << 30) - 1).ok());
         let abs = Config { min_free: 20 << 30, ..cfg };
-        assert!(!judge(&abs, "/v", 100 << 30, 15 << 30).ok);
+        assert!(!judge(&abs, "/v", 100 << 30, 15 << 30).ok());
         assert_eq!(judge(&abs, "/v", 100 << 30, 15 << 30).threshold, Some((20u64 << 30) as f64));
-        assert!(judge(&Config::default(), "/v", 0, 0).ok, "an empty filesystem: 0 >= 0");
+        assert!(judge(&Config::default(), "/v", 0, 0).ok(), "an empty filesystem: 0 >= 0");
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, de::Error};
 
-use super::{CheckResult, ago, human};
+use super::{ALL, CheckResult, Verdict, ago, human, unread};
 use crate::model::Model;
 use crate::sources::kmsg::Target;
 use crate::sources::kmsg::classify::Class;
@@ -41,7 +41,9 @@ fn class_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, now: Instant) -> Vec<CheckResult> {
-    let Some(k) = model.kernel() else { return Vec::new() };
+    let Some(k) = model.kernel() else {
+        return unread(model, "kmsg", "device_errors", &[ALL], || expected(cfg));
+    };
     last_errors(cfg, &k.sample.errors)
         .into_iter()
         .map(|(subject, (t, class))| judge(cfg, &subject, k.age(t, now), class.as_str()))
@@ -65,15 +67,19 @@ fn last_errors(cfg: &Config, errors: &BTreeMap<(Target, Class), (u64, f64)>) -> 
     last
 }
 
+fn expected(cfg: &Config) -> String {
+    format!("none in the last {}", human(cfg.window))
+}
+
 /// One device: `age` seconds since its last error, of class `class`.
 pub fn judge(cfg: &Config, device: &str, age: f64, class: &str) -> CheckResult {
     let window = cfg.window.as_secs_f64();
     CheckResult {
         check: "device_errors",
         subject: device.to_owned(),
-        ok: age > window,
+        verdict: Verdict::of(age > window),
         observed: format!("last kernel log error {} ago ({class})", ago(age)),
-        expected: format!("none in the last {}", human(cfg.window)),
+        expected: expected(cfg),
         value: Some(age),
         threshold: Some(window),
     }
@@ -103,7 +109,7 @@ mod tests {
         .collect();
         let r: Vec<CheckResult> =
             last_errors(&cfg, &errors).into_iter().map(|(d, (t, c))| judge(&cfg, &d, now - t, c.as_str())).collect();
-        let verdicts: Vec<_> = r.iter().map(|r| (r.subject.as_str(), r.ok)).collect();
+        let verdicts: Vec<_> = r.iter().map(|r| (r.subject.as_str(), r.ok())).collect();
         assert_eq!(verdicts, [("md0", false), ("nfs:nas1", true), ("sda", false), ("sdb", true)], "{r:?}");
         assert_eq!(r[2].value, Some(60.0));
         assert!(r[2].observed.contains("ata_media"), "{}", r[2].observed);

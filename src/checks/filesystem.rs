@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::CheckResult;
+use super::{ALL, CheckResult, Verdict, docker_unread};
 use crate::model::Model;
 use crate::values::non_empty_names;
 
@@ -29,24 +29,35 @@ impl Default for Config {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
-    let watched: Vec<(&str, &str)> = model
-        .host()
-        .and_then(|h| h.filesystems.as_ref())
-        .map(|f| f.iter().map(|(path, m)| (path.as_str(), m.fstype.as_str())).collect())
-        .unwrap_or_default();
+    let expected = || cfg.allowed.join(" or ");
+    let watched = model.host().map(|h| h.filesystems.as_slice()).unwrap_or_default();
     let places = model.docker().and_then(|d| d.engine.as_ref()).map(|e| e.places.as_slice()).unwrap_or_default();
     let engine = places
         .iter()
         .filter(|p| !watched.iter().any(|(w, _)| *w == p.path))
         .filter_map(|p| Some((p.path.as_str(), p.mount.as_ref()?.fstype.as_str())));
-    watched.iter().copied().chain(engine).map(|(path, fstype)| judge(cfg, path, fstype)).collect()
+    let mut out: Vec<CheckResult> = watched
+        .iter()
+        .map(|(path, m)| match m {
+            Ok(m) => judge(cfg, path, &m.fstype),
+            Err(why) => CheckResult::unknown("filesystem", path, expected(), why),
+        })
+        .chain(engine.map(|(path, fstype)| judge(cfg, path, fstype)))
+        .collect();
+    // The paths of a source that could not be read are unknown as a whole.
+    let why: Vec<String> =
+        [model.failure("host").map(str::to_owned), docker_unread(model)].into_iter().flatten().collect();
+    if !why.is_empty() {
+        out.push(CheckResult::unknown("filesystem", ALL, expected(), &why.join("; ")));
+    }
+    out
 }
 
 pub fn judge(cfg: &Config, path: &str, fstype: &str) -> CheckResult {
     CheckResult {
         check: "filesystem",
         subject: path.to_owned(),
-        ok: cfg.allowed.iter().any(|a| a == fstype),
+        verdict: Verdict::of(cfg.allowed.iter().any(|a| a == fstype)),
         observed: fstype.to_owned(),
         expected: cfg.allowed.join(" or "),
         value: None,
@@ -61,8 +72,8 @@ mod tests {
     #[test]
     fn types() {
         let fs = Config::default();
-        assert!(judge(&fs, "/var/lib/docker", "xfs").ok);
-        assert!(!judge(&fs, "/var/lib/docker", "btrfs").ok);
+        assert!(judge(&fs, "/var/lib/docker", "xfs").ok());
+        assert!(!judge(&fs, "/var/lib/docker", "btrfs").ok());
         assert_eq!(judge(&fs, "/v", "tmpfs").expected, "xfs or ext4");
     }
 }

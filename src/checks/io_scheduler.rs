@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::CheckResult;
+use super::{ALL, CheckResult, Verdict, unread};
 use crate::model::Model;
 use crate::values::non_empty_names;
 
@@ -28,7 +28,9 @@ impl Default for Config {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
-    let Some(q) = model.queue() else { return Vec::new() };
+    let Some(q) = model.queue() else {
+        return unread(model, "queue", "io_scheduler", &[ALL], || cfg.allowed.join(" or "));
+    };
     q.devices
         .iter()
         .filter_map(|(dev, s)| {
@@ -42,7 +44,7 @@ pub fn judge(cfg: &Config, device: &str, scheduler: &str, rotational: bool) -> C
     CheckResult {
         check: "io_scheduler",
         subject: device.to_owned(),
-        ok: rotational || cfg.allowed.iter().any(|a| a == scheduler),
+        verdict: Verdict::of(rotational || cfg.allowed.iter().any(|a| a == scheduler)),
         observed: if rotational { format!("{scheduler} (rotational)") } else { scheduler.to_owned() },
         expected: if rotational { "any (rotational)".to_owned() } else { cfg.allowed.join(" or ") },
         value: None,
@@ -57,10 +59,10 @@ mod tests {
     #[test]
     fn scheduler() {
         let cfg = Config::default();
-        assert!(judge(&cfg, "sda", "bfq", true).ok, "rotational: reported, not a violation");
-        assert!(!judge(&cfg, "sda", "bfq", false).ok);
-        assert!(judge(&cfg, "nvme0n1", "none", false).ok);
-        assert!(judge(&cfg, "nvme0n1", "mq-deadline", false).ok);
-        assert!(!judge(&cfg, "nvme0n1", "kyber", false).ok);
+        assert!(judge(&cfg, "sda", "bfq", true).ok(), "rotational: reported, not a violation");
+        assert!(!judge(&cfg, "sda", "bfq", false).ok());
+        assert!(judge(&cfg, "nvme0n1", "none", false).ok());
+        assert!(judge(&cfg, "nvme0n1", "mq-deadline", false).ok());
+        assert!(!judge(&cfg, "nvme0n1", "kyber", false).ok());
     }
 }

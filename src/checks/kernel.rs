@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::{CheckResult, version_code};
+use super::{CheckResult, Verdict, unread, version_code};
 use crate::model::Model;
 use crate::values::{parse_version, version};
 
@@ -26,8 +26,13 @@ impl Default for Config {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
-    let release = model.host().and_then(|h| h.release.as_deref());
-    release.map(|r| judge(cfg, r, parse_version(r))).into_iter().collect()
+    let (a, b, c) = cfg.min_version;
+    let expected = || format!(">= {a}.{b}.{c}");
+    let Some(h) = model.host() else { return unread(model, "host", "kernel", &["kernel"], expected) };
+    match &h.release {
+        Ok(r) => vec![judge(cfg, r, parse_version(r))],
+        Err(why) => vec![CheckResult::unknown("kernel", "kernel", expected(), why)],
+    }
 }
 
 /// `version` is None when the release string has no `major.minor`.
@@ -36,7 +41,7 @@ pub fn judge(cfg: &Config, release: &str, version: Option<(u32, u32, u32)>) -> C
     CheckResult {
         check: "kernel",
         subject: "kernel".to_owned(),
-        ok: version.is_some_and(|v| v >= cfg.min_version),
+        verdict: Verdict::of(version.is_some_and(|v| v >= cfg.min_version)),
         observed: release.to_owned(),
         expected: format!(">= {a}.{b}.{c}"),
         value: version.map(version_code),
@@ -51,9 +56,9 @@ mod tests {
     #[test]
     fn releases() {
         let k = Config::default();
-        assert!(judge(&k, "5.4.0-150-generic", Some((5, 4, 0))).ok);
-        assert!(judge(&k, "6.1.0", Some((6, 1, 0))).ok);
-        assert!(!judge(&k, "4.19.0", Some((4, 19, 0))).ok);
-        assert!(!judge(&k, "garbage", None).ok);
+        assert!(judge(&k, "5.4.0-150-generic", Some((5, 4, 0))).ok());
+        assert!(judge(&k, "6.1.0", Some((6, 1, 0))).ok());
+        assert!(!judge(&k, "4.19.0", Some((4, 19, 0))).ok());
+        assert!(!judge(&k, "garbage", None).ok());
     }
 }

@@ -5,9 +5,13 @@
 //! p99 or its diskstats mean) is one function in one place.
 //!
 //! Adding a check: its file here, and its name in the [`registry!`] line below. `/metrics` shows
-//! each result as `storwatch_check_ok{check,subject}`, with the value judged and the threshold
-//! beside it where they are numbers, and a per-check count of failing subjects; `storwatch check`
-//! prints the same results.
+//! each result as `storwatch_check_ok{check,subject}` and `storwatch_check_unknown{check,subject}`,
+//! with the value judged and the threshold beside it where they are numbers, and per-check counts
+//! of failing and unknown subjects; `storwatch check` prints the same results.
+//!
+//! A verdict is pass, fail or unknown. Unknown is a subject the check should judge but whose
+//! source could not be read: its reason is in `observed`, and the source counted the error. A
+//! source that is disabled, or has not run yet, is judged nothing (no result at all).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,12 +21,31 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::Family;
 use crate::model::Model;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A check's answer for one subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// The source the subject is judged on could not be read.
+    Unknown,
+}
+
+impl Verdict {
+    /// Pass when `ok`, else fail.
+    pub fn of(ok: bool) -> Verdict {
+        if ok { Verdict::Pass } else { Verdict::Fail }
+    }
+}
+
+/// One subject's result.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CheckResult {
     pub check: &'static str,
     pub subject: String,
-    pub ok: bool,
-    /// What was seen, for people (`20`, `bfq`, `6.1.0-18-amd64`).
+    pub verdict: Verdict,
+    /// What was seen, for people (`20`, `bfq`, `6.1.0-18-amd64`); for an unknown verdict, why
+    /// nothing could be seen.
     pub observed: String,
     /// What the rule wants, for people (`= 15`, `mq-deadline or none`, `< 5ms`).
     pub expected: String,
@@ -30,6 +53,69 @@ pub struct CheckResult {
     pub value: Option<f64>,
     /// The threshold in the same unit, where there is one.
     pub threshold: Option<f64>,
+}
+
+/// The JSON has `ok` (true only for pass, as before verdicts had three states) beside `verdict`.
+impl Serialize for CheckResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("CheckResult", 8)?;
+        st.serialize_field("check", self.check)?;
+        st.serialize_field("subject", &self.subject)?;
+        st.serialize_field("ok", &self.ok())?;
+        st.serialize_field("verdict", &self.verdict)?;
+        st.serialize_field("observed", &self.observed)?;
+        st.serialize_field("expected", &self.expected)?;
+        st.serialize_field("value", &self.value)?;
+        st.serialize_field("threshold", &self.threshold)?;
+        st.end()
+    }
+}
+
+impl CheckResult {
+    /// True when the subject passed.
+    pub fn ok(&self) -> bool {
+        self.verdict == Verdict::Pass
+    }
+
+    /// A subject that could not be judged: `reason` says which source could not be read.
+    pub fn unknown(check: &'static str, subject: &str, expected: String, reason: &str) -> CheckResult {
+        CheckResult {
+            check,
+            subject: subject.to_owned(),
+            verdict: Verdict::Unknown,
+            observed: format!("not read: {reason}"),
+            expected,
+            value: None,
+            threshold: None,
+        }
+    }
+}
+
+/// The subject of an unknown result of a check whose subjects come from the source that could
+/// not be read (devices, interfaces, volumes): every one of them.
+pub const ALL: &str = "*";
+
+/// Unknown results for `subjects` when `source` failed its last run; none when it was read, is
+/// disabled or has not run (then there is nothing to say).
+pub fn unread(
+    model: &Model,
+    source: &str,
+    check: &'static str,
+    subjects: &[&str],
+    expected: impl Fn() -> String,
+) -> Vec<CheckResult> {
+    let Some(why) = model.failure(source) else { return Vec::new() };
+    subjects.iter().map(|s| CheckResult::unknown(check, s, expected(), why)).collect()
+}
+
+/// Why the Docker engine could not be read: the source failed, or it answered with an error (or
+/// was absent while its data root exists). None when it was read or is absent.
+pub fn docker_unread(model: &Model) -> Option<String> {
+    if let Some(why) = model.failure("docker") {
+        return Some(why.to_owned());
+    }
+    model.docker()?.error.as_ref().map(|e| format!("Docker engine: {e}"))
 }
 
 /// A check as the engine runs it.
@@ -168,26 +254,44 @@ pub fn families<'a>(
         "storwatch_check_threshold",
         "The threshold the check judged the subject against, in the check's base unit.",
     );
-    let mut failing: BTreeMap<&str, u32> = enabled.iter().map(|c| (*c, 0)).collect();
+    let mut unknown = Family::gauge(
+        "storwatch_check_unknown",
+        "1 when the subject could not be judged: the source it is judged on could not be read (the collector's errors say why).",
+    );
+    let mut counts: BTreeMap<&str, (u32, u32)> = enabled.iter().map(|c| (*c, (0, 0))).collect();
     for r in results {
         let labels = [("check", r.check), ("subject", r.subject.as_str())];
-        ok.push(labels, if r.ok { 1.0 } else { 0.0 });
+        let count = counts.entry(r.check).or_default();
+        unknown.push(labels, if r.verdict == Verdict::Unknown { 1.0 } else { 0.0 });
+        match r.verdict {
+            Verdict::Unknown => {
+                count.1 += 1;
+                continue;
+            }
+            Verdict::Fail => count.0 += 1,
+            Verdict::Pass => {}
+        }
+        ok.push(labels, if r.ok() { 1.0 } else { 0.0 });
         if let Some(v) = r.value {
             value.push(labels, v);
         }
         if let Some(t) = r.threshold {
             threshold.push(labels, t);
         }
-        *failing.entry(r.check).or_default() += u32::from(!r.ok);
     }
-    let mut summary = Family::gauge(
+    let mut failing = Family::gauge(
         "storwatch_checks_failing",
         "Subjects failing each enabled check on this host (0: compliant).",
     );
-    for (check, n) in failing {
-        summary.push([("check", check)], f64::from(n));
+    let mut unjudged = Family::gauge(
+        "storwatch_checks_unknown",
+        "Subjects of each enabled check that could not be judged on this host (0: every one was).",
+    );
+    for (check, (f, u)) in counts {
+        failing.push([("check", check)], f64::from(f));
+        unjudged.push([("check", check)], f64::from(u));
     }
-    vec![ok, value, threshold, summary]
+    vec![ok, unknown, value, threshold, failing, unjudged]
 }
 
 #[cfg(test)]
@@ -226,19 +330,25 @@ mod tests {
         let result = |subject: &str, ok| CheckResult {
             check: "storage_latency",
             subject: subject.into(),
-            ok,
+            verdict: Verdict::of(ok),
             observed: String::new(),
             expected: String::new(),
             value: Some(0.01),
             threshold: Some(0.005),
         };
-        let results = [result("sda", true), result("sdb", false)];
+        let unknown = CheckResult::unknown("storage_latency", ALL, "< 5ms".into(), "diskstats failed");
+        let results = [result("sda", true), result("sdb", false), unknown];
         let f = families(&["storage_latency", "kernel"], &results);
-        assert_eq!(f[0].samples.len(), 2);
+        assert_eq!(f[0].samples.len(), 2, "no verdict for the unknown subject");
         assert_eq!(f[0].samples[1].value, 0.0);
-        assert_eq!(f[2].samples[0].value, 0.005);
-        let failing: Vec<_> = f[3].samples.iter().map(|s| (s.labels[0].1.as_str(), s.value)).collect();
-        assert_eq!(failing, [("kernel", 0.0), ("storage_latency", 1.0)]);
+        let unknown: Vec<_> = f[1].samples.iter().map(|s| (s.labels[1].1.as_str(), s.value)).collect();
+        assert_eq!(unknown, [("sda", 0.0), ("sdb", 0.0), ("*", 1.0)]);
+        assert_eq!(f[3].samples[0].value, 0.005);
+        let per_check = |f: &Family| -> Vec<(String, f64)> {
+            f.samples.iter().map(|s| (s.labels[0].1.clone(), s.value)).collect()
+        };
+        assert_eq!(per_check(&f[4]), [("kernel".into(), 0.0), ("storage_latency".into(), 1.0)]);
+        assert_eq!(per_check(&f[5]), [("kernel".into(), 0.0), ("storage_latency".into(), 1.0)]);
     }
 
     #[test]

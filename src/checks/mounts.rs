@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Deserializer, de::Error};
 
-use super::CheckResult;
+use super::{ALL, CheckResult, Verdict, docker_unread};
 use crate::model::Model;
 use crate::model::docker::volume_users;
 
@@ -47,7 +47,10 @@ fn volume_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
-    let Some(e) = model.docker().and_then(|d| d.engine.as_ref()) else { return Vec::new() };
+    let Some(e) = model.docker().and_then(|d| d.engine.as_ref()) else {
+        let expected = "read-write, or a volume in allow_read_only".to_owned();
+        return docker_unread(model).map(|why| CheckResult::unknown("mounts", ALL, expected, &why)).into_iter().collect();
+    };
     let mut out = Vec::new();
     for c in &e.snapshot.containers {
         for m in c.mounts.iter().filter(|m| m.kind == "volume" && !m.rw) {
@@ -70,7 +73,7 @@ pub fn read_only(cfg: &Config, container: &str, destination: &str, volume: &str)
     CheckResult {
         check: "mounts",
         subject: format!("{container}:{destination}"),
-        ok: allowed,
+        verdict: Verdict::of(allowed),
         observed: format!("volume {volume} read-only{}", if allowed { " (allowed)" } else { "" }),
         expected: "read-write, or a volume in allow_read_only".to_owned(),
         value: Some(0.0),
@@ -88,7 +91,7 @@ pub fn shared(cfg: &Config, volume: &str, containers: &[String]) -> CheckResult 
     CheckResult {
         check: "mounts",
         subject: format!("volume {volume}"),
-        ok: !cfg.fail_shared,
+        verdict: Verdict::of(!cfg.fail_shared),
         observed: format!("mounted by {} containers: {names}", containers.len()),
         expected: if cfg.fail_shared { "one container".to_owned() } else { "any (reported)".to_owned() },
         value: Some(containers.len() as f64),
@@ -104,14 +107,14 @@ mod tests {
     fn read_only_and_shared() {
         let cfg = Config::default();
         let r = read_only(&cfg, "db", "/data", "pg");
-        assert!(!r.ok);
+        assert!(!r.ok());
         assert_eq!((r.subject.as_str(), r.observed.as_str()), ("db:/data", "volume pg read-only"));
         let allow = Config { allow_read_only: vec!["pg".into()], ..cfg.clone() };
-        assert!(read_only(&allow, "db", "/data", "pg").ok);
+        assert!(read_only(&allow, "db", "/data", "pg").ok());
         let names = ["a".to_owned(), "b".to_owned()];
         let r = shared(&cfg, "pg", &names);
-        assert!(r.ok);
+        assert!(r.ok());
         assert_eq!((r.subject.as_str(), r.observed.as_str()), ("volume pg", "mounted by 2 containers: a, b"));
-        assert!(!shared(&Config { fail_shared: true, ..cfg }, "pg", &names).ok);
+        assert!(!shared(&Config { fail_shared: true, ..cfg }, "pg", &names).ok());
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::CheckResult;
+use super::{ALL, CheckResult, Verdict, unread};
 use crate::model::Model;
 use crate::sources::fabric::netdev::Speed;
 use crate::values::positive_count;
@@ -35,7 +35,9 @@ impl Default for Config {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
-    let Some(f) = model.fabric() else { return Vec::new() };
+    let Some(f) = model.fabric() else {
+        return unread(model, "fabric", "network_bandwidth", &[ALL], || format!(">= {}Mb/s", cfg.min_speed_mbps));
+    };
     f.sample
         .interfaces
         .iter()
@@ -59,7 +61,7 @@ pub fn judge(cfg: &Config, interface: &str, speed_mbps: Option<u64>, link_up: bo
     CheckResult {
         check: "network_bandwidth",
         subject: interface.to_owned(),
-        ok,
+        verdict: Verdict::of(ok),
         observed,
         expected: format!(">= {min}Mb/s"),
         value: speed_mbps.map(|s| s as f64 * 125_000.0),
@@ -75,13 +77,13 @@ mod tests {
     fn speeds() {
         let cfg = Config::default();
         let veth = judge(&cfg, "veth0", Some(10_000), true);
-        assert!(veth.ok);
+        assert!(veth.ok());
         assert_eq!((veth.value, veth.threshold), (Some(1.25e9), Some(1.25e9)));
-        assert!(!judge(&cfg, "eth0", Some(1000), true).ok);
-        assert!(!judge(&cfg, "eth0", None, false).ok, "no link fails");
+        assert!(!judge(&cfg, "eth0", Some(1000), true).ok());
+        assert!(!judge(&cfg, "eth0", None, false).ok(), "no link fails");
         let virtio = judge(&cfg, "eth0", None, true);
-        assert!(virtio.ok && virtio.value.is_none() && virtio.observed.starts_with("unknown"));
+        assert!(virtio.ok() && virtio.value.is_none() && virtio.observed.starts_with("unknown"));
         let strict = Config { fail_unknown_speed: true, ..cfg };
-        assert!(!judge(&strict, "eth0", None, true).ok);
+        assert!(!judge(&strict, "eth0", None, true).ok());
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{CheckResult, ago, human};
+use super::{ALL, CheckResult, Verdict, ago, human, unread};
 use crate::model::{Model, seconds_since};
 use crate::values::positive_duration;
 
@@ -42,12 +42,17 @@ pub struct Health {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, now: Instant) -> Vec<CheckResult> {
-    let Some(n) = model.nvme() else { return Vec::new() };
+    let expected = || "critical warning 0, no media error rise, spare above threshold".to_owned();
+    let Some(n) = model.nvme() else { return unread(model, "nvme", "nvme_health", &[ALL], expected) };
     n.sample
         .controllers
         .iter()
-        .filter_map(|c| {
-            let s = c.smart.as_ref()?;
+        .flat_map(|c| {
+            let Some(s) = c.smart.as_ref() else {
+                // The nvme collector counted why (a missing privilege, a failed command).
+                let why = "SMART / Health log not read (storwatch_nvme_smart_available 0: no CAP_SYS_ADMIN or device access, or the nvme collector's errors)";
+                return vec![CheckResult::unknown("nvme_health", &c.name, expected(), why)];
+            };
             let rose = n.state(&c.name).and_then(|st| st.media_errors_rose);
             let h = Health {
                 critical_warning: s.critical_warning,
@@ -56,9 +61,8 @@ pub fn evaluate(model: &Model, cfg: &Config, now: Instant) -> Vec<CheckResult> {
                 media_errors: s.media_errors as f64,
                 media_errors_rose_ago: rose.map(|t| seconds_since(t, now)),
             };
-            Some(judge(cfg, &c.name, &h))
+            judge(cfg, &c.name, &h)
         })
-        .flatten()
         .collect()
 }
 
@@ -68,7 +72,7 @@ pub fn judge(cfg: &Config, controller: &str, h: &Health) -> Vec<CheckResult> {
         CheckResult {
             check: "nvme_health",
             subject: controller.to_owned(),
-            ok: h.critical_warning == 0,
+            verdict: Verdict::of(h.critical_warning == 0),
             observed: format!("critical warning 0x{:02x}", h.critical_warning),
             expected: "0x00".to_owned(),
             value: Some(f64::from(h.critical_warning)),
@@ -77,7 +81,7 @@ pub fn judge(cfg: &Config, controller: &str, h: &Health) -> Vec<CheckResult> {
         CheckResult {
             check: "nvme_health",
             subject: format!("{controller} media_errors"),
-            ok: !super::within(h.media_errors_rose_ago, cfg.window),
+            verdict: Verdict::of(!super::within(h.media_errors_rose_ago, cfg.window)),
             observed: match h.media_errors_rose_ago {
                 Some(a) => format!("{} media errors, rose {} ago", h.media_errors, ago(a)),
                 None => format!("{} media errors, not rising", h.media_errors),
@@ -89,7 +93,7 @@ pub fn judge(cfg: &Config, controller: &str, h: &Health) -> Vec<CheckResult> {
         CheckResult {
             check: "nvme_health",
             subject: format!("{controller} spare"),
-            ok: h.available_spare >= h.spare_threshold,
+            verdict: Verdict::of(h.available_spare >= h.spare_threshold),
             observed: format!("{}%", h.available_spare),
             expected: format!(">= {}% (the drive's threshold)", h.spare_threshold),
             value: Some(f64::from(h.available_spare) / 100.0),
@@ -113,17 +117,17 @@ mod tests {
             media_errors_rose_ago: None,
         };
         let r = judge(&cfg, "nvme0", &good);
-        assert!(r.iter().all(|r| r.ok));
+        assert!(r.iter().all(|r| r.ok()));
         let subjects: Vec<_> = r.iter().map(|r| r.subject.as_str()).collect();
         assert_eq!(subjects, ["nvme0", "nvme0 media_errors", "nvme0 spare"]);
         let bad = Health { critical_warning: 0x11, available_spare: 5, media_errors_rose_ago: Some(60.0), ..good };
         let r = judge(&cfg, "nvme0", &bad);
-        assert!(r.iter().all(|r| !r.ok), "{r:?}");
+        assert!(r.iter().all(|r| !r.ok()), "{r:?}");
         assert_eq!(r[0].value, Some(17.0));
         let old = Health { media_errors_rose_ago: Some(3600.0), ..good };
-        assert!(judge(&cfg, "nvme0", &old)[1].ok, "a rise older than the window passes");
+        assert!(judge(&cfg, "nvme0", &old)[1].ok(), "a rise older than the window passes");
         // QEMU reports spare 0 with threshold 0: not below.
         let qemu = Health { available_spare: 0, spare_threshold: 0, ..good };
-        assert!(judge(&cfg, "nvme0", &qemu)[2].ok);
+        assert!(judge(&cfg, "nvme0", &qemu)[2].ok());
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::CheckResult;
+use super::{ALL, CheckResult, Verdict, unread};
 use crate::model::Model;
 use crate::values::ratio;
 
@@ -46,7 +46,9 @@ pub enum LossKind {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
-    let Some(f) = model.fabric() else { return Vec::new() };
+    let Some(f) = model.fabric() else {
+        return unread(model, "fabric", "packet_loss", &[ALL], || "within the bounds".into());
+    };
     let interfaces = f.loss.iter().map(|(name, r)| judge(cfg, LossKind::Interface, name, *r));
     let targets = f
         .sample
@@ -66,7 +68,7 @@ pub fn judge(cfg: &Config, kind: LossKind, subject: &str, ratio: f64) -> CheckRe
     CheckResult {
         check: "packet_loss",
         subject,
-        ok: ratio <= max,
+        verdict: Verdict::of(ratio <= max),
         observed: format!("{what} {:.3}%", ratio * 100.0),
         expected: format!("<= {}%", max * 100.0),
         value: Some(ratio),
@@ -81,14 +83,14 @@ mod tests {
     #[test]
     fn ratios_against_bounds() {
         let cfg = Config::default();
-        assert!(judge(&cfg, LossKind::Interface, "eth0", 0.001).ok);
-        assert!(!judge(&cfg, LossKind::Interface, "eth0", 0.0011).ok);
+        assert!(judge(&cfg, LossKind::Interface, "eth0", 0.001).ok());
+        assert!(!judge(&cfg, LossKind::Interface, "eth0", 0.0011).ok());
         let r = judge(&cfg, LossKind::Retransmits, "10.0.0.5:3260", 0.1);
-        assert!(!r.ok);
+        assert!(!r.ok());
         assert_eq!((r.subject.as_str(), r.observed.as_str()), ("10.0.0.5:3260", "retransmits 10.000%"));
         let p = judge(&cfg, LossKind::Probe, "10.0.0.5:3260", 0.0);
-        assert!(p.ok);
+        assert!(p.ok());
         assert_eq!(p.subject, "10.0.0.5:3260 probe");
-        assert!(!judge(&cfg, LossKind::Probe, "10.0.0.5:3260", 0.05).ok);
+        assert!(!judge(&cfg, LossKind::Probe, "10.0.0.5:3260", 0.05).ok());
     }
 }

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::{CheckResult, gib};
+use super::{CheckResult, Verdict, gib, unread};
+use crate::sources::host::Reading;
 use crate::model::Model;
 use crate::values::{positive_count, size};
 
@@ -30,29 +31,31 @@ impl Default for Config {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
-    model.host().map(|h| judge(cfg, h.cpus, h.memory)).unwrap_or_default()
+    let Some(h) = model.host() else {
+        return unread(model, "host", "resources", &["cpus", "memory"], || "?".into());
+    };
+    judge(cfg, h.cpus.clone(), h.memory.clone())
 }
 
-pub fn judge(cfg: &Config, cpus: Option<u64>, memory_bytes: Option<u64>) -> Vec<CheckResult> {
-    let cpus = cpus.map(|cpus| CheckResult {
-        check: "resources",
-        subject: "cpus".to_owned(),
-        ok: cpus >= u64::from(cfg.min_cpus),
-        observed: cpus.to_string(),
-        expected: format!(">= {}", cfg.min_cpus),
-        value: Some(cpus as f64),
-        threshold: Some(f64::from(cfg.min_cpus)),
-    });
-    let memory = memory_bytes.map(|m| CheckResult {
-        check: "resources",
-        subject: "memory".to_owned(),
-        ok: m >= cfg.min_memory,
-        observed: gib(m),
-        expected: format!(">= {}", gib(cfg.min_memory)),
-        value: Some(m as f64),
-        threshold: Some(cfg.min_memory as f64),
-    });
-    cpus.into_iter().chain(memory).collect()
+/// Each reading judged, or unknown with the reason it could not be read.
+pub fn judge(cfg: &Config, cpus: Reading<u64>, memory_bytes: Reading<u64>) -> Vec<CheckResult> {
+    let min_cpus = u64::from(cfg.min_cpus);
+    let one = |subject: &str, seen: Reading<u64>, min: u64, text: fn(u64) -> String| {
+        let expected = format!(">= {}", text(min));
+        match seen {
+            Ok(n) => CheckResult {
+                check: "resources",
+                subject: subject.to_owned(),
+                verdict: Verdict::of(n >= min),
+                observed: text(n),
+                expected,
+                value: Some(n as f64),
+                threshold: Some(min as f64),
+            },
+            Err(why) => CheckResult::unknown("resources", subject, expected, &why),
+        }
+    };
+    vec![one("cpus", cpus, min_cpus, |n| n.to_string()), one("memory", memory_bytes, cfg.min_memory, gib)]
 }
 
 #[cfg(test)]
@@ -61,10 +64,12 @@ mod tests {
 
     #[test]
     fn cpus_and_memory() {
-        let r = judge(&Config::default(), Some(2), Some(24 << 30));
-        assert!(!r[0].ok && r[1].ok);
-        assert_eq!(r[1].observed, "24.0GiB");
-        let r = judge(&Config::default(), None, Some(4 << 30));
-        assert_eq!((r.len(), r[0].subject.as_str(), r[0].ok), (1, "memory", false));
+        let r = judge(&Config::default(), Ok(2), Ok(24 << 30));
+        assert!(!r[0].ok() && r[1].ok());
+        assert_eq!((r[0].expected.as_str(), r[1].observed.as_str()), (">= 4", "24.0GiB"));
+        let r = judge(&Config::default(), Err("/proc/x: gone".into()), Ok(4 << 30));
+        assert_eq!((r.len(), r[0].subject.as_str(), r[0].verdict), (2, "cpus", Verdict::Unknown));
+        assert_eq!(r[0].observed, "not read: /proc/x: gone");
+        assert_eq!((r[1].subject.as_str(), r[1].verdict), ("memory", Verdict::Fail));
     }
 }

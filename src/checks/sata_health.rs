@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{CheckResult, ago, human, within};
+use super::{ALL, CheckResult, Verdict, ago, human, unread, within};
+use crate::sources::sata::SmartState;
 use crate::model::{Model, seconds_since};
 use crate::values::positive_duration;
 
@@ -54,7 +55,9 @@ pub struct Smart {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, now: Instant) -> Vec<CheckResult> {
-    let Some(s) = model.sata() else { return Vec::new() };
+    let Some(s) = model.sata() else {
+        return unread(model, "sata", "sata_health", &[ALL], || "SMART passed, no rise".into());
+    };
     s.sample
         .disks
         .iter()
@@ -70,7 +73,16 @@ pub fn evaluate(model: &Model, cfg: &Config, now: Instant) -> Vec<CheckResult> {
                 io_errors: state.map_or(0, |st| st.io_errors),
                 io_errors_rose_ago: state.and_then(|st| st.io_errors_rose).map(age),
             };
-            judge(cfg, &d.name, &h)
+            let mut out = Vec::new();
+            if matches!(d.smart_state, SmartState::Denied | SmartState::Error) {
+                // The sata collector counted why (a missing privilege, a failed command); the
+                // SCSI counters are still judged.
+                let why = "SMART not read (storwatch_sata_smart_state: denied without CAP_SYS_RAWIO or device access, else error)";
+                let expected = "passed, no attribute at or below its threshold".to_owned();
+                out.push(CheckResult::unknown("sata_health", &d.name, expected, why));
+            }
+            out.extend(judge(cfg, &d.name, &h));
+            out
         })
         .collect()
 }
@@ -91,7 +103,7 @@ pub fn judge(cfg: &Config, device: &str, h: &Health) -> Vec<CheckResult> {
         out.push(CheckResult {
             check: "sata_health",
             subject: device.to_owned(),
-            ok: s.passed != Some(false) && s.failing.is_empty(),
+            verdict: Verdict::of(s.passed != Some(false) && s.failing.is_empty()),
             observed,
             expected: "passed, no attribute at or below its threshold".to_owned(),
             value: Some(s.failing.len() as f64),
@@ -101,7 +113,7 @@ pub fn judge(cfg: &Config, device: &str, h: &Health) -> Vec<CheckResult> {
         out.push(CheckResult {
             check: "sata_health",
             subject: format!("{device} attributes"),
-            ok: !within(rose_ago, cfg.window),
+            verdict: Verdict::of(!within(rose_ago, cfg.window)),
             observed: match s.rose {
                 Some((id, name, a)) => format!("{id} {name} rose {} ago", ago(a)),
                 None => "no failure-relevant attribute rising".to_owned(),
@@ -114,7 +126,7 @@ pub fn judge(cfg: &Config, device: &str, h: &Health) -> Vec<CheckResult> {
     out.push(CheckResult {
         check: "sata_health",
         subject: format!("{device} io_errors"),
-        ok: !within(h.io_errors_rose_ago, cfg.window),
+        verdict: Verdict::of(!within(h.io_errors_rose_ago, cfg.window)),
         observed: match h.io_errors_rose_ago {
             Some(a) => format!("{} I/O errors and timeouts, rose {} ago", h.io_errors, ago(a)),
             None => format!("{} I/O errors and timeouts, not rising", h.io_errors),
@@ -141,7 +153,7 @@ mod tests {
         let r = judge(&cfg, "sda", &good);
         let subjects: Vec<_> = r.iter().map(|r| r.subject.as_str()).collect();
         assert_eq!(subjects, ["sda", "sda attributes", "sda io_errors"]);
-        assert!(r.iter().all(|r| r.ok), "{r:?}");
+        assert!(r.iter().all(|r| r.ok()), "{r:?}");
         let bad = Health {
             smart: Some(Smart {
                 passed: Some(false),
@@ -152,7 +164,7 @@ mod tests {
             io_errors_rose_ago: Some(60.0),
         };
         let r = judge(&cfg, "sda", &bad);
-        assert!(r.iter().all(|r| !r.ok), "{r:?}");
+        assert!(r.iter().all(|r| !r.ok()), "{r:?}");
         assert_eq!(r[0].observed, "SMART FAILED (threshold exceeded), 5 Reallocated_Sector_Ct failing now");
         assert_eq!((r[0].value, r[0].threshold), (Some(1.0), Some(0.0)));
         assert_eq!(r[1].observed, "197 Current_Pending_Sector rose 30s ago");
@@ -164,10 +176,10 @@ mod tests {
             io_errors_rose_ago: Some(1e4),
         };
         let r = judge(&cfg, "sda", &mixed);
-        assert_eq!(r.iter().map(|r| r.ok).collect::<Vec<_>>(), [false, true, true]);
+        assert_eq!(r.iter().map(|r| r.ok()).collect::<Vec<_>>(), [false, true, true]);
         // No SMART (a virtio-scsi disk, no CAP_SYS_RAWIO): only the I/O counters are judged.
         let none = Health { smart: None, io_errors: 0, io_errors_rose_ago: None };
         let r = judge(&cfg, "sdb", &none);
-        assert_eq!((r.len(), r[0].subject.as_str(), r[0].ok), (1, "sdb io_errors", true));
+        assert_eq!((r.len(), r[0].subject.as_str(), r[0].ok()), (1, "sdb io_errors", true));
     }
 }

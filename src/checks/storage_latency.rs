@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{CheckResult, ms};
+use super::{ALL, CheckResult, Verdict, ms, unread};
 use crate::model::Model;
 use crate::model::derive::DiskRates;
 use crate::sources::biolatency::Op;
@@ -44,7 +44,9 @@ pub struct Tail {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
-    let Some(disks) = model.disks() else { return Vec::new() };
+    let Some(disks) = model.disks() else {
+        return unread(model, "diskstats", "storage_latency", &[ALL], || expected(cfg));
+    };
     let latency = model.latency().filter(|_| cfg.p99);
     disks
         .rates
@@ -62,6 +64,10 @@ pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> 
         .collect()
 }
 
+fn expected(cfg: &Config) -> String {
+    format!("< {}", humantime::format_duration(cfg.max))
+}
+
 /// One device: the p99 where there is one, the mean (iostat's await) otherwise.
 pub fn judge(cfg: &Config, device: &str, rates: &DiskRates, tail: &Tail) -> CheckResult {
     let read = tail.read.unwrap_or(rates.read.await_seconds);
@@ -72,9 +78,9 @@ pub fn judge(cfg: &Config, device: &str, rates: &DiskRates, tail: &Tail) -> Chec
     CheckResult {
         check: "storage_latency",
         subject: device.to_owned(),
-        ok: value < threshold,
+        verdict: Verdict::of(value < threshold),
         observed: format!("{} {} {} {}", name(tail.read, "r"), ms(read), name(tail.write, "w"), ms(write)),
-        expected: format!("< {}", humantime::format_duration(cfg.max)),
+        expected: expected(cfg),
         value: Some(value),
         threshold: Some(threshold),
     }
@@ -94,12 +100,12 @@ mod tests {
     fn latency_against_threshold() {
         let cfg = Config::default();
         let none = Tail::default();
-        assert!(judge(&cfg, "sda", &rates(0.001, 0.0049), &none).ok);
+        assert!(judge(&cfg, "sda", &rates(0.001, 0.0049), &none).ok());
         let bad = judge(&cfg, "sda", &rates(0.001, 0.005), &none);
-        assert!(!bad.ok);
+        assert!(!bad.ok());
         assert_eq!((bad.value, bad.threshold), (Some(0.005), Some(0.005)));
         assert_eq!((bad.observed.as_str(), bad.expected.as_str()), ("r_await 1.000ms w_await 5.000ms", "< 5ms"));
-        assert!(!judge(&cfg, "sda", &rates(0.02, 0.0), &none).ok);
+        assert!(!judge(&cfg, "sda", &rates(0.02, 0.0), &none).ok());
     }
 
     #[test]
@@ -108,12 +114,12 @@ mod tests {
         // Means well under 5 ms, but the p99 of reads above it: the tail decides.
         let tail = Tail { read: Some(0.008), write: None };
         let r = judge(&cfg, "sda", &rates(0.001, 0.002), &tail);
-        assert!(!r.ok);
+        assert!(!r.ok());
         assert_eq!(r.value, Some(0.008));
         assert_eq!(r.observed, "r_p99 8.000ms w_await 2.000ms");
         let tail = Tail { read: Some(0.0004), write: Some(0.0049) };
         let r = judge(&cfg, "sda", &rates(0.02, 0.02), &tail);
-        assert!(r.ok, "the p99s replace the means");
+        assert!(r.ok(), "the p99s replace the means");
         assert_eq!(r.observed, "r_p99 0.400ms w_p99 4.900ms");
     }
 }

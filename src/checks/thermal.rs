@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, de::Error};
 
-use super::{CheckResult, ago, human, within};
+use super::{ALL, CheckResult, Verdict, ago, human, within};
 use crate::model::{Model, seconds_since};
 use crate::sources::nvme::logs::celsius;
 use crate::sources::nvme::names;
@@ -87,6 +87,12 @@ pub fn evaluate(model: &Model, cfg: &Config, now: Instant) -> Vec<CheckResult> {
             }
         }
     }
+    // The drives of a source that could not be read are unknown as a whole.
+    let why: Vec<&str> = INPUTS.iter().filter_map(|s| model.failure(s)).collect();
+    if !why.is_empty() {
+        let expected = "below each drive's warning temperature, no throttling".to_owned();
+        out.push(CheckResult::unknown("thermal", ALL, expected, &why.join("; ")));
+    }
     out
 }
 
@@ -110,7 +116,7 @@ pub fn controller(
         out.push(CheckResult {
             check: "thermal",
             subject: controller.to_owned(),
-            ok: t < max && !warning_bit,
+            verdict: Verdict::of(t < max && !warning_bit),
             observed: format!("{t:.2}°C{}", if warning_bit { ", temperature warning set" } else { "" }),
             expected: format!("< {max:.2}°C ({whose}), no temperature warning"),
             value: Some(t),
@@ -120,7 +126,7 @@ pub fn controller(
     out.push(CheckResult {
         check: "thermal",
         subject: format!("{controller} throttling"),
-        ok: !within(transition_ago, cfg.window),
+        verdict: Verdict::of(!within(transition_ago, cfg.window)),
         observed: match transition_ago {
             Some(a) => format!("{transitions} transitions, last {} ago", ago(a)),
             None => format!("{transitions} transitions, none new"),
@@ -139,7 +145,7 @@ pub fn namespace(cfg: &Config, device: &str, temp: Option<f64>, max: Option<f64>
     CheckResult {
         check: "thermal",
         subject: device.to_owned(),
-        ok: !throttling,
+        verdict: Verdict::of(!throttling),
         observed: if throttling { format!("{t}, throttling") } else { t },
         expected: match max {
             Some(m) => format!(
@@ -162,7 +168,7 @@ pub fn disk(cfg: &Config, device: &str, celsius: f64, limit: Option<f64>) -> Che
     CheckResult {
         check: "thermal",
         subject: device.to_owned(),
-        ok: celsius < max,
+        verdict: Verdict::of(celsius < max),
         observed: format!("{celsius:.2}°C"),
         expected: format!("< {max:.2}°C ({whose})"),
         value: Some(celsius),
@@ -178,23 +184,23 @@ mod tests {
     fn controllers_namespaces_and_disks() {
         let cfg = Config::default();
         let r = controller(&cfg, "nvme0", Some(49.85), Some(69.85), false, 0, None);
-        assert!(r.iter().all(|r| r.ok));
+        assert!(r.iter().all(|r| r.ok()));
         assert_eq!((r[0].value, r[0].threshold), (Some(49.85), Some(69.85)));
-        assert!(!controller(&cfg, "nvme0", Some(69.85), Some(69.85), false, 0, None)[0].ok);
-        assert!(!controller(&cfg, "nvme0", Some(40.0), Some(69.85), true, 0, None)[0].ok, "bit 1 fails");
+        assert!(!controller(&cfg, "nvme0", Some(69.85), Some(69.85), false, 0, None)[0].ok());
+        assert!(!controller(&cfg, "nvme0", Some(40.0), Some(69.85), true, 0, None)[0].ok(), "bit 1 fails");
         let none = controller(&cfg, "nvme0", Some(71.0), None, false, 0, None);
-        assert_eq!((none[0].ok, none[0].threshold), (false, Some(70.0)));
+        assert_eq!((none[0].ok(), none[0].threshold), (false, Some(70.0)));
         let r = controller(&cfg, "nvme0", None, None, false, 4, Some(10.0));
         assert_eq!(r.len(), 1, "no composite temperature, no temperature result");
-        assert_eq!((r[0].subject.as_str(), r[0].ok), ("nvme0 throttling", false));
-        assert!(controller(&cfg, "nvme0", None, None, false, 4, Some(1e6))[0].ok);
+        assert_eq!((r[0].subject.as_str(), r[0].ok()), ("nvme0 throttling", false));
+        assert!(controller(&cfg, "nvme0", None, None, false, 4, Some(1e6))[0].ok());
         let r = disk(&cfg, "sda", 31.0, None);
-        assert!(r.ok);
+        assert!(r.ok());
         assert_eq!((r.value, r.threshold, r.expected.as_str()), (Some(31.0), Some(70.0), "< 70.00°C (configured)"));
-        assert!(!disk(&cfg, "sda", 56.0, Some(55.0)).ok);
-        assert!(!disk(&cfg, "sda", 70.0, None).ok);
+        assert!(!disk(&cfg, "sda", 56.0, Some(55.0)).ok());
+        assert!(!disk(&cfg, "sda", 70.0, None).ok());
         let r = namespace(&cfg, "nvme0n1", Some(40.85), Some(84.85), true);
-        assert_eq!((r.ok, r.observed.as_str()), (false, "40.85°C, throttling"));
-        assert!(namespace(&cfg, "nvme0n1", None, None, false).ok);
+        assert_eq!((r.ok(), r.observed.as_str()), (false, "40.85°C, throttling"));
+        assert!(namespace(&cfg, "nvme0n1", None, None, false).ok());
     }
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::CheckResult;
+use super::{CheckResult, Verdict, unread};
 use crate::model::Model;
 use crate::values::percent;
 
@@ -30,9 +30,20 @@ impl Default for Config {
 }
 
 pub fn evaluate(model: &Model, cfg: &Config, _now: Instant) -> Vec<CheckResult> {
-    match model.host().map(|h| (h.vm[0], h.vm[1])) {
-        Some((Some(ratio), Some(background))) => judge(cfg, ratio, background),
-        _ => Vec::new(),
+    let subjects = ["vm.dirty_ratio", "vm.dirty_background_ratio"];
+    let Some(h) = model.host() else { return unread(model, "host", "writeback", &subjects, || "= ?".into()) };
+    let wants = [cfg.dirty_ratio, cfg.dirty_background_ratio];
+    match (&h.vm[0], &h.vm[1]) {
+        (Ok(ratio), Ok(background)) => judge(cfg, *ratio, *background),
+        (ratio, background) => subjects
+            .iter()
+            .zip([ratio, background])
+            .zip(wants)
+            .map(|((subject, seen), want)| match seen {
+                Ok(seen) => judged(subject, *seen, want),
+                Err(why) => CheckResult::unknown("writeback", subject, format!("= {want}"), why),
+            })
+            .collect(),
     }
 }
 
@@ -42,16 +53,20 @@ pub fn judge(cfg: &Config, dirty_ratio: u64, dirty_background_ratio: u64) -> Vec
         ("vm.dirty_background_ratio", dirty_background_ratio, cfg.dirty_background_ratio),
     ]
     .into_iter()
-    .map(|(subject, seen, want)| CheckResult {
+    .map(|(subject, seen, want)| judged(subject, seen, want))
+    .collect()
+}
+
+fn judged(subject: &str, seen: u64, want: u32) -> CheckResult {
+    CheckResult {
         check: "writeback",
         subject: subject.to_owned(),
-        ok: seen == u64::from(want),
+        verdict: Verdict::of(seen == u64::from(want)),
         observed: seen.to_string(),
         expected: format!("= {want}"),
         value: Some(seen as f64 / 100.0),
         threshold: Some(f64::from(want) / 100.0),
-    })
-    .collect()
+    }
 }
 
 #[cfg(test)]
@@ -61,7 +76,7 @@ mod tests {
     #[test]
     fn exact_values() {
         let w = judge(&Config::default(), 20, 5);
-        assert!(!w[0].ok && w[1].ok);
+        assert!(!w[0].ok() && w[1].ok());
         assert_eq!((w[0].value, w[0].threshold), (Some(0.2), Some(0.15)));
     }
 }

@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn engine_volumes_mounts_and_filesystems() {
-        let families = families(&Sample { engine: Some(engine()) });
+        let families = families(&Sample { engine: Some(engine()), error: None });
         let family =
             |name: &str| families.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name}"));
         assert_eq!(family("storwatch_docker_up").samples[0].value, 1.0);

@@ -23,28 +23,29 @@ const VM: [(&str, &str, f64); 4] = [
 
 pub fn families(s: &Sample) -> Vec<Family> {
     let mut out = Vec::new();
-    if let Some(release) = &s.release {
+    if let Ok(release) = &s.release {
         out.push(info(
             "storwatch_host_kernel_info",
             "The running kernel release.",
             [vec![("release", release.as_str())]],
         ));
     }
-    for ((name, help, scale), v) in VM.into_iter().zip(s.vm) {
-        if let Some(v) = v {
-            out.push(Family::gauge(name, help).with_value(v as f64 * scale));
+    for ((name, help, scale), v) in VM.into_iter().zip(&s.vm) {
+        if let Ok(v) = v {
+            out.push(Family::gauge(name, help).with_value(*v as f64 * scale));
         }
     }
-    if let Some(n) = s.cpus {
+    if let Ok(n) = s.cpus {
         out.push(Family::gauge("storwatch_host_cpus", "Online CPUs.").with_value(n as f64));
     }
-    if let Some(m) = s.memory {
+    if let Ok(m) = s.memory {
         out.push(
             Family::gauge("storwatch_host_memory_bytes", "Memory the kernel manages (MemTotal).")
                 .with_value(m as f64),
         );
     }
-    if let Some(filesystems) = &s.filesystems {
+    let filesystems: Vec<_> = s.filesystems.iter().filter_map(|(p, m)| Some((p, m.as_ref().ok()?))).collect();
+    if !filesystems.is_empty() {
         out.push(info(
             "storwatch_path_filesystem_info",
             "The filesystem holding a watched path (the Docker data root and volume paths).",
@@ -62,7 +63,7 @@ pub fn families(s: &Sample) -> Vec<Family> {
             "storwatch_path_filesystem_readonly",
             "1 when the filesystem holding a watched path is mounted read-only.",
         );
-        for (path, m) in filesystems {
+        for (path, m) in &filesystems {
             ro.push([("path", path)], flag(m.read_only()));
         }
         out.push(ro);

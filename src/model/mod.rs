@@ -21,6 +21,7 @@ pub mod thermal;
 
 use std::time::{Duration, Instant};
 
+use crate::error::CollectError;
 use crate::sources::{self, Collected, Sample, host, nvme::names, queue};
 
 /// One source's part of the model.
@@ -29,11 +30,13 @@ struct Slot<T> {
     part: Option<T>,
     /// The source's last read succeeded.
     current: bool,
+    /// Why the source's last read failed.
+    failure: Option<String>,
 }
 
 impl<T> Default for Slot<T> {
     fn default() -> Self {
-        Slot { part: None, current: false }
+        Slot { part: None, current: false, failure: None }
     }
 }
 
@@ -45,6 +48,12 @@ impl<T> Slot<T> {
     fn set(&mut self, make: impl FnOnce(Option<T>) -> T) {
         self.part = Some(make(self.part.take()));
         self.current = true;
+        self.failure = None;
+    }
+
+    fn fail(&mut self, why: String) {
+        self.current = false;
+        self.failure = Some(why);
     }
 }
 
@@ -111,22 +120,40 @@ impl Model {
         }
     }
 
-    /// The source could not be read: its part stays for the next window, but is not current.
-    pub fn fail(&mut self, source: &str) {
-        let current = match source {
-            "diskstats" => &mut self.disks.current,
-            "biolatency" => &mut self.latency.current,
-            "kmsg" => &mut self.kernel.current,
-            "queue" => &mut self.queue.current,
-            "host" => &mut self.host.current,
-            "fabric" => &mut self.fabric.current,
-            "nvme" => &mut self.nvme.current,
-            "sata" => &mut self.sata.current,
-            "hwmon" => &mut self.thermal.current,
-            "docker" => &mut self.docker.current,
-            _ => return,
-        };
-        *current = false;
+    /// The source could not be read (`why`): its part stays for the next window, but is not
+    /// current, and the checks judged on it are unknown.
+    pub fn fail(&mut self, source: &str, why: &CollectError) {
+        let why = format!("collector {source} failed: {why}");
+        match source {
+            "diskstats" => self.disks.fail(why),
+            "biolatency" => self.latency.fail(why),
+            "kmsg" => self.kernel.fail(why),
+            "queue" => self.queue.fail(why),
+            "host" => self.host.fail(why),
+            "fabric" => self.fabric.fail(why),
+            "nvme" => self.nvme.fail(why),
+            "sata" => self.sata.fail(why),
+            "hwmon" => self.thermal.fail(why),
+            "docker" => self.docker.fail(why),
+            _ => {}
+        }
+    }
+
+    /// Why the source's last read failed; None when it succeeded, is disabled or has not run.
+    pub fn failure(&self, source: &str) -> Option<&str> {
+        match source {
+            "diskstats" => self.disks.failure.as_deref(),
+            "biolatency" => self.latency.failure.as_deref(),
+            "kmsg" => self.kernel.failure.as_deref(),
+            "queue" => self.queue.failure.as_deref(),
+            "host" => self.host.failure.as_deref(),
+            "fabric" => self.fabric.failure.as_deref(),
+            "nvme" => self.nvme.failure.as_deref(),
+            "sata" => self.sata.failure.as_deref(),
+            "hwmon" => self.thermal.failure.as_deref(),
+            "docker" => self.docker.failure.as_deref(),
+            _ => None,
+        }
     }
 
     pub fn disks(&self) -> Option<&disks::Disks> {
@@ -216,9 +243,15 @@ mod tests {
         };
         assert_eq!(m.update(collected(sample(10), t0)), "diskstats");
         assert!(m.disks().is_some_and(|d| d.rates.is_empty()), "one sample: no window yet");
-        m.fail("diskstats");
+        assert_eq!(m.failure("diskstats"), None);
+        m.fail("diskstats", &CollectError::new(crate::error::ErrorKind::Io, "/proc/diskstats: gone"));
         assert!(m.disks().is_none(), "failed: nothing stale is shown");
+        assert_eq!(
+            m.failure("diskstats"),
+            Some("collector diskstats failed: io error: /proc/diskstats: gone")
+        );
         m.update(collected(sample(30), t0 + std::time::Duration::from_secs(10)));
+        assert_eq!(m.failure("diskstats"), None, "read again");
         let d = m.disks().unwrap();
         assert_eq!(d.window, Some(10.0), "the window reaches back to the last good sample");
         assert_eq!(d.rates["sda"].read.ops_per_second, 2.0);

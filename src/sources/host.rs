@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use super::mountinfo::{Mount, mount_of, read_mountinfo};
 use super::{Collected, Sample as AnySample, Source};
-use crate::error::CollectError;
+use crate::error::{CollectError, ErrorKind};
 use crate::paths::Paths;
-use crate::read::read_attr;
+use crate::read::read_small;
 
 /// Counts the CPUs in a kernel CPU list such as `0-3,6,8-9`. None when it is not one.
 pub fn parse_cpu_list(s: &str) -> Option<u64> {
@@ -50,18 +50,37 @@ pub fn default_watched() -> Vec<PathBuf> {
 /// The vm sysctls read, in [`Sample::vm`]'s order.
 pub const VM: [&str; 4] = ["dirty_ratio", "dirty_background_ratio", "dirty_bytes", "dirty_background_bytes"];
 
-/// One read of the host's settings; `None` where a file is absent or unreadable.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A value read, or why it could not be (the error the source counted for it). Every file the
+/// host source reads exists on every Linux host, so a missing one is an error too: a procfs
+/// without `meminfo` is not a host without memory.
+pub type Reading<T> = Result<T, String>;
+
+/// One read of the host's settings.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub release: Option<String>,
+    pub release: Reading<String>,
     /// `vm.dirty_ratio`, `vm.dirty_background_ratio` (percent), `vm.dirty_bytes`,
     /// `vm.dirty_background_bytes`, as [`VM`] lists them.
-    pub vm: [Option<u64>; 4],
-    pub cpus: Option<u64>,
+    pub vm: [Reading<u64>; 4],
+    pub cpus: Reading<u64>,
     /// MemTotal, bytes.
-    pub memory: Option<u64>,
-    /// Each watched path with the mount holding it; `None` when mountinfo could not be read.
-    pub filesystems: Option<Vec<(String, Mount)>>,
+    pub memory: Reading<u64>,
+    /// Each watched path with the mount holding it.
+    pub filesystems: Vec<(String, Reading<Mount>)>,
+}
+
+impl Default for Sample {
+    /// Nothing read.
+    fn default() -> Self {
+        let none = || Err("not read".to_owned());
+        Sample {
+            release: Err("not read".to_owned()),
+            vm: [none(), none(), none(), none()],
+            cpus: none(),
+            memory: none(),
+            filesystems: Vec::new(),
+        }
+    }
 }
 
 pub struct Host {
@@ -77,38 +96,52 @@ impl Host {
 
     pub fn read(&self) -> (Sample, Vec<CollectError>) {
         let mut errors = Vec::new();
-        let mut read = |path: PathBuf| {
-            read_attr(&path)
-                .unwrap_or_else(|e| {
-                    errors.push(e);
-                    None
-                })
-                .map(|v| (path, v))
+        // Each failure is counted once, and its text kept as the reading's reason.
+        let mut note = |e: CollectError| {
+            let why = e.to_string();
+            errors.push(e);
+            why
+        };
+        let mut read = |path: PathBuf| match read_small(&path) {
+            Ok(bytes) => Ok((path, String::from_utf8_lossy(&bytes).trim().to_owned())),
+            Err(e) => Err(note(CollectError::io(&path, &e))),
         };
         let release = read(self.paths.proc("sys/kernel/osrelease")).map(|(_, v)| v);
         let vm = VM.map(|n| read(self.paths.proc("sys/vm").join(n)));
         let cpus = read(self.paths.sys("devices/system/cpu/online"));
         let meminfo = read(self.paths.proc("meminfo"));
-        let mut number = |v: Option<(PathBuf, String)>, parse: fn(&str) -> Option<u64>| {
+        let mut number = |v: Reading<(PathBuf, String)>, parse: fn(&str) -> Option<u64>| {
             let (path, text) = v?;
-            let n = parse(&text);
-            if n.is_none() {
-                errors.push(CollectError::parse(
-                    &path,
-                    format_args!("unexpected content {:?}", text.chars().take(40).collect::<String>()),
-                ));
-            }
-            n
+            parse(&text).ok_or_else(|| {
+                let shown: String = text.chars().take(40).collect();
+                note(CollectError::parse(&path, format_args!("unexpected content {shown:?}")))
+            })
         };
         let vm = vm.map(|v| number(v, |s| s.parse().ok()));
         let cpus = number(cpus, parse_cpu_list);
         let memory = number(meminfo, parse_memtotal);
-        let filesystems = read_mountinfo(&self.paths, &mut errors).map(|mounts| {
-            self.watched
-                .iter()
-                .filter_map(|path| Some((path.display().to_string(), mount_of(&mounts, path)?.clone())))
-                .collect()
-        });
+        let before = errors.len();
+        let mounts = read_mountinfo(&self.paths, &mut errors);
+        let why = errors[before..].last().map_or_else(|| "mountinfo not read".to_owned(), |e| e.to_string());
+        let filesystems = self
+            .watched
+            .iter()
+            .map(|path| {
+                let mount = match &mounts {
+                    None => Err(why.clone()),
+                    Some(m) => mount_of(m, path).cloned().ok_or_else(|| {
+                        let e = CollectError::new(
+                            ErrorKind::Parse,
+                            format!("mountinfo: no mount holds {} (no root mount)", path.display()),
+                        );
+                        let why = e.to_string();
+                        errors.push(e);
+                        why
+                    }),
+                };
+                (path.display().to_string(), mount)
+            })
+            .collect();
         (Sample { release, vm, cpus, memory, filesystems }, errors)
     }
 }
@@ -148,6 +181,21 @@ mod tests {
         assert_eq!(parse_memtotal("MemTotal:       24684084 kB\nMemFree: 1 kB\n"), Some(24684084 * 1024));
         assert_eq!(parse_memtotal("MemFree: 1 kB\n"), None);
         assert_eq!(parse_memtotal("MemTotal: 12"), None);
+    }
+
+    #[test]
+    fn an_empty_procfs_is_an_error_per_file_not_a_host_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths { procfs: dir.path().into(), sysfs: dir.path().into(), ..Paths::default() };
+        let host = Host::new(paths, Duration::from_secs(60), default_watched());
+        let (s, errors) = host.read();
+        // osrelease, four vm sysctls, cpu/online, meminfo, mountinfo.
+        assert_eq!(errors.len(), 8, "{errors:?}");
+        let why = s.memory.unwrap_err();
+        assert!(why.contains("meminfo") && why.contains("No such file"), "{why}");
+        assert!(s.release.is_err() && s.cpus.is_err() && s.vm.iter().all(Result::is_err));
+        assert_eq!(s.filesystems.len(), 2);
+        assert!(s.filesystems.iter().all(|(_, m)| m.as_ref().is_err_and(|w| w.contains("mountinfo"))));
     }
 
     proptest! {

@@ -87,11 +87,17 @@ pub fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
 /// The host's mounts: `/proc/1/mountinfo` (else `/proc/self/mountinfo`), bad lines as errors.
 pub fn read_mountinfo(paths: &Paths, errors: &mut Vec<CollectError>) -> Option<Vec<Mount>> {
     // PID 1's view is the host's even when the agent runs in its own mount namespace.
-    let path = [paths.proc("1/mountinfo"), paths.proc("self/mountinfo")].into_iter().find(|p| p.exists())?;
-    let text = std::fs::read(&path).map_err(|e| errors.push(CollectError::io(&path, &e))).ok()?;
+    let candidates = [paths.proc("1/mountinfo"), paths.proc("self/mountinfo")];
+    let Some(path) = candidates.iter().find(|p| p.exists()) else {
+        // Every procfs has them: a tree without is not a host without mounts.
+        let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+        errors.push(CollectError::io(&candidates[1], &e));
+        return None;
+    };
+    let text = std::fs::read(path).map_err(|e| errors.push(CollectError::io(path, &e))).ok()?;
     let (mounts, bad) = parse_mountinfo(&String::from_utf8_lossy(&text));
     for n in bad {
-        errors.push(CollectError::parse(&path, format_args!("line {n}: not a mountinfo line")));
+        errors.push(CollectError::parse(path, format_args!("line {n}: not a mountinfo line")));
     }
     Some(mounts)
 }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::{Collected, DeviceFilter, Sample as AnySample, Source};
-use crate::error::CollectError;
+use crate::error::{CollectError, ErrorKind};
 use crate::paths::Paths;
 use crate::read::AttrDir;
 
@@ -134,10 +134,16 @@ impl Source for Queue {
     fn sample(&mut self) -> Result<Collected, CollectError> {
         let dir = self.paths.sys("block");
         let entries = std::fs::read_dir(&dir).map_err(|e| CollectError::io(&dir, &e))?;
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|d| self.filter.matches(d))
-            .collect();
+        let all: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+        if all.is_empty() {
+            // Every Linux host has a block device (a disk, at least a loop or ram device): an
+            // empty class is a sysfs that is not the host's, not a host without disks.
+            return Err(CollectError::new(
+                ErrorKind::Io,
+                format!("{}: no block devices at all (not the host's sysfs?)", dir.display()),
+            ));
+        }
+        let mut names: Vec<String> = all.into_iter().filter(|d| self.filter.matches(d)).collect();
         names.sort();
         let mut errors = Vec::new();
         let devices = names

@@ -32,6 +32,27 @@ pub fn fixture_sysfs() -> tempfile::TempDir {
     dir
 }
 
+/// The fixture procfs with the host files node_exporter's capture left out (the kernel release,
+/// the writeback sysctls, meminfo): a procfs the host checks can judge whole. Without them each
+/// of those checks is unknown.
+pub fn whole_fixture_procfs() -> tempfile::TempDir {
+    let dir = fixture_procfs_copy();
+    let files = [
+        ("sys/kernel/osrelease", "6.1.0-18-amd64\n"),
+        ("sys/vm/dirty_ratio", "15\n"),
+        ("sys/vm/dirty_background_ratio", "5\n"),
+        ("sys/vm/dirty_bytes", "0\n"),
+        ("sys/vm/dirty_background_bytes", "0\n"),
+        ("meminfo", "MemTotal:       16316412 kB\nMemFree:         1000000 kB\n"),
+    ];
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
 /// Copies the fixture procfs files into a fresh temporary directory, for tests that alter them.
 pub fn fixture_procfs_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -186,7 +186,7 @@ fn load_error(what: &str, err: &(dyn std::error::Error + 'static)) -> CollectErr
         CollectError {
             kind: ErrorKind::Permission,
             message: format!(
-                "block I/O latency histograms need CAP_BPF and CAP_PERFMON (or root): {what}: {}",
+                "CAP_BPF and CAP_PERFMON (or root): needed for the block I/O latency histograms: {what}: {}",
                 chain(err)
             ),
         }

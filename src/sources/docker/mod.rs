@@ -33,6 +33,8 @@ use crate::paths::Paths;
 
 /// The longest wait between two attempts on a failing engine.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
+/// The engine's conventional data root: where it is, an engine should answer.
+pub const DATA_ROOT: &str = "/var/lib/docker";
 /// Each API request must finish within this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest an unchanged engine answer is kept.
@@ -122,6 +124,10 @@ pub struct Engine {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sample {
     pub engine: Option<Engine>,
+    /// Why there is no engine when there should be one: it answered with an error, or its socket
+    /// is absent while its data root exists (the last attempt's, also while backing off). None:
+    /// read, or no engine on this host.
+    pub error: Option<String>,
 }
 
 pub struct Docker {
@@ -132,6 +138,8 @@ pub struct Docker {
     failures: u32,
     skip: u64,
     kept: Option<Kept>,
+    /// The last attempt's error, repeated while backing off.
+    error: Option<String>,
 }
 
 /// The last full answer, and how far the event log has been read since.
@@ -155,6 +163,7 @@ impl Docker {
             failures: 0,
             skip: 0,
             kept: None,
+            error: None,
         }
     }
 
@@ -255,6 +264,22 @@ impl Docker {
         Ok(self.kept.insert(kept).snapshot.clone())
     }
 
+    /// No socket: no engine on this host, unless the engine's (conventional) data root exists
+    /// under the root: then the socket should be there, and its absence is an error.
+    fn data_root_without_engine(&self) -> Option<CollectError> {
+        let root = self.paths.root(DATA_ROOT);
+        root.is_dir().then(|| {
+            CollectError::new(
+                ErrorKind::Io,
+                format!(
+                    "{}: no socket, but the engine's data root {} exists (a wrong --collector.docker.socket, or the socket not mounted)",
+                    self.socket.display(),
+                    root.display()
+                ),
+            )
+        })
+    }
+
     /// After the n-th failure in a row, skip the next 2^(n-1) - 1 runs (at most MAX_WAIT).
     fn back_off(&mut self) {
         self.failures = self.failures.saturating_add(1);
@@ -275,26 +300,32 @@ impl Source for Docker {
     fn sample(&mut self) -> Result<Collected, CollectError> {
         if self.skip > 0 {
             self.skip -= 1;
-            return Ok(Collected::new(AnySample::Docker(Sample::default()), Vec::new()));
+            let sample = Sample { engine: None, error: self.error.clone() };
+            return Ok(Collected::new(AnySample::Docker(sample), Vec::new()));
         }
         match self.answer() {
             Ok(snapshot) => {
                 self.failures = 0;
+                self.error = None;
                 let mut errors = Vec::new();
                 let mounts = read_mountinfo(&self.paths, &mut errors);
                 let places = places(&snapshot, &self.paths, mounts.as_deref(), &mut errors);
                 let engine = Engine { snapshot, places };
-                Ok(Collected::new(AnySample::Docker(Sample { engine: Some(engine) }), errors))
+                Ok(Collected::new(AnySample::Docker(Sample { engine: Some(engine), error: None }), errors))
             }
             Err(failure) => {
                 // What the engine answered before it failed may be stale when it is back.
                 self.kept = None;
                 self.back_off();
                 let errors = match failure {
-                    Failure::Absent => Vec::new(),
+                    Failure::Absent => self.data_root_without_engine().into_iter().collect(),
                     Failure::Error(e) => vec![e],
                 };
-                Ok(Collected::new(AnySample::Docker(Sample::default()), errors))
+                self.error = errors.first().map(|e| e.to_string());
+                Ok(Collected::new(
+                    AnySample::Docker(Sample { engine: None, error: self.error.clone() }),
+                    errors,
+                ))
             }
         }
     }
@@ -416,12 +447,14 @@ pub mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let options = Options { socket: Some("/nonexistent/docker.sock".into()), volume_sizes: false };
-        let mut d = Docker::new(Paths::default(), Duration::from_secs(30), &options);
+        let empty = tempfile::tempdir().unwrap();
+        let paths = Paths { rootfs: empty.path().into(), ..Paths::default() };
+        let mut d = Docker::new(paths, Duration::from_secs(30), &options);
         let mut attempts = Vec::new();
         for run in 0..40 {
             let before = d.skip;
             let out = d.sample().unwrap();
-            assert!(matches!(out.sample, AnySample::Docker(Sample { engine: None })));
+            assert!(matches!(out.sample, AnySample::Docker(Sample { engine: None, error: None })));
             assert!(out.errors.is_empty(), "an absent socket is not an error");
             if before == 0 {
                 attempts.push(run);
@@ -429,5 +462,15 @@ pub mod tests {
         }
         // Waits of 1, 2, 4, 8 runs, then the 300 s cap (10 runs of 30 s).
         assert_eq!(attempts, [0, 1, 3, 7, 15, 25, 35]);
+        // With the engine's data root under the root, an absent socket is an error, and stays
+        // the sample's error while the source backs off.
+        std::fs::create_dir_all(empty.path().join("var/lib/docker")).unwrap();
+        let paths = Paths { rootfs: empty.path().into(), ..Paths::default() };
+        let mut d = Docker::new(paths, Duration::from_secs(30), &options);
+        let first = d.sample().unwrap();
+        assert_eq!(first.errors.len(), 1);
+        assert!(first.errors[0].message.contains("data root"), "{:?}", first.errors);
+        let AnySample::Docker(Sample { error: Some(why), .. }) = d.sample().unwrap().sample else { panic!() };
+        assert!(why.contains("/nonexistent/docker.sock"), "{why}");
     }
 }

@@ -281,6 +281,7 @@ mod tests {
     //! cover (thermal-management transitions, rising media errors, new error log entries) QEMU
     //! cannot emulate. The real ioctls run against QEMU's controller in tests/nvme.rs.
     use super::*;
+    use crate::checks::Verdict;
     use crate::testing::{Out, Pipeline};
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
@@ -417,7 +418,7 @@ mod tests {
             value(&out, "storwatch_nvme_error_log_new_entries_total", &[("status_type", "media")]),
             Some(0.0)
         );
-        assert!(out.checks.iter().all(|r| r.ok), "{:?}", out.checks);
+        assert!(out.checks.iter().all(|r| r.ok()), "{:?}", out.checks);
 
         // One interval later: the drive throttled, a media error, two new error log entries, and
         // the spare and reliability warnings.
@@ -453,7 +454,7 @@ mod tests {
         // 16 minutes later, nothing new: the window has passed.
         pages.lock().unwrap().smart = Some(smart(0, 1, 2));
         let out = p.run(&mut c, t0 + Duration::from_secs(17 * 60)).unwrap();
-        assert!(out.checks.iter().all(|r| r.ok), "{:?}", out.checks);
+        assert!(out.checks.iter().all(|r| r.ok()), "{:?}", out.checks);
         assert_eq!(
             value(&out, "storwatch_nvme_error_log_new_entries_total", &[("status_type", "media")]),
             Some(1.0)
@@ -491,7 +492,12 @@ mod tests {
         assert_eq!(value(&out, "storwatch_nvme_temperature_celsius", &[("sensor", "sensor2")]), Some(30.85));
         assert_eq!(value(&out, "storwatch_nvme_critical_warning", &ctl), None);
         assert_eq!(value(&out, "storwatch_nvme_info", &[("serial", "SN123")]), Some(1.0), "from sysfs");
-        assert!(out.checks.is_empty(), "nothing to judge without the SMART log");
+        let verdicts: Vec<_> = out.checks.iter().map(|r| (r.check, r.subject.as_str(), r.verdict)).collect();
+        assert_eq!(
+            verdicts,
+            [("nvme_health", "nvme0", Verdict::Unknown)],
+            "without the SMART log the controller's health is unknown, and its temperature not judged"
+        );
     }
 
     #[test]

@@ -583,7 +583,7 @@ mod tests {
         assert_eq!(value(&out, "storwatch_sata_io_errors_total", &sda), Some(f64::from(0xfffffffeu32)));
         assert_eq!(value(&out, "storwatch_sata_attribute_decoded", &[("id", "194")]), Some(38.0));
         assert_eq!(value(&out, "storwatch_sata_attribute_threshold", &[("id", "5")]), Some(36.0));
-        assert!(out.checks.iter().all(|r| r.ok), "{:?}", out.checks);
+        assert!(out.checks.iter().all(|r| r.ok()), "{:?}", out.checks);
         assert_eq!(out.checks.len(), 4);
         let t = out.checks.iter().find(|r| r.check == "thermal").unwrap();
         assert_eq!(
