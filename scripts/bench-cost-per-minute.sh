@@ -362,7 +362,7 @@ if [[ " $PHASES " == *" 4 "* ]]; then
     echo "phase 4: docker alone with $DOCKER_OBJECTS containers and volumes on the engine: ${DOCKER_DURATION} s" >&2
     dockerd=$(pidof dockerd) || { echo "phase 4 needs a running Docker engine (dockerd)" >&2; exit 1; }
     MADE_DOCKER=1
-    tar -cf - -T /dev/null | docker import -q - "$BENCH_TAG:1" >/dev/null
+    tar -cf - -T /dev/null | docker import - "$BENCH_TAG:1" >/dev/null
     for ((i = 0; i < DOCKER_OBJECTS; i++)); do
         docker volume create --label "$BENCH_TAG" "$BENCH_TAG-$i" >/dev/null
         docker create -q --label "$BENCH_TAG" --name "$BENCH_TAG-$i" -v "$BENCH_TAG-$i:/data" "$BENCH_TAG:1" /none >/dev/null
