@@ -228,3 +228,24 @@ fn the_check_example_is_the_output_on_the_fixture_host() {
     let code = out.status.code().map(|c| c.to_string());
     assert_eq!(exit, code.as_deref(), "the example's exit status");
 }
+
+/// The Quick start's Prometheus configuration, with its rule file pointed at this repository's
+/// rules, is one `promtool check config` accepts (rules included).
+#[test]
+fn the_quick_start_scrape_config_is_valid() {
+    let Some(promtool) = common::tool("promtool") else { return };
+    let readme = readme();
+    let part = section(&readme, "## Quick start");
+    let yaml: Vec<&str> =
+        part.lines().skip_while(|l| *l != "```yaml").skip(1).take_while(|l| *l != "```").collect();
+    assert!(yaml.iter().any(|l| l.contains("job_name: storwatch")), "{yaml:?}");
+    let rules = Path::new(ROOT).join("alerts/storwatch.rules.yml");
+    let config = yaml.join("\n").replace("- storwatch.rules.yml", &format!("- {}", rules.display()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prometheus.yml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(promtool).args(["check", "config"]).arg(&file).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool check config: {said}");
+    assert!(said.contains("SUCCESS") && said.contains("rules found"), "{said}");
+}
