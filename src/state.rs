@@ -3,7 +3,7 @@
 //! the model, and published with the source's self metrics. A scrape only encodes what was
 //! published.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,7 +25,7 @@ struct Slot {
     errors: BTreeMap<ErrorKind, u64>,
     /// What the collector was denied (a file, a socket, a privilege), from its first run that
     /// was: said once in the log and kept as a series.
-    denied: BTreeMap<String, ()>,
+    denied: BTreeSet<String>,
     published: Arc<Published>,
 }
 
@@ -133,7 +133,7 @@ impl State {
             *slot.errors.entry(kind).or_default() += 1;
         }
         for (what, error) in denied {
-            if slot.denied.insert(what.clone(), ()).is_none() {
+            if slot.denied.insert(what.clone()) {
                 tracing::warn!(
                     message = "collector lacks a privilege; what it needs is not read (said once)",
                     collector = source,
@@ -238,7 +238,7 @@ fn self_families(slots: &BTreeMap<&'static str, Slot>) -> Vec<Family> {
             let n = s.errors.get(&kind).copied().unwrap_or(0);
             errors.push([("collector", name), ("kind", kind.as_str())], n as f64);
         }
-        for what in s.denied.keys() {
+        for what in &s.denied {
             denied.push([("collector", name), ("what", what.as_str())], 1.0);
         }
     }
