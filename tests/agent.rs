@@ -21,6 +21,8 @@ fn help_documents_every_flag() {
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
         "--web.listen-address",
+        "--web.systemd-socket",
+        "--collector.disable-defaults",
         "--web.telemetry-path",
         "--config.file",
         "--path.procfs",
@@ -351,4 +353,99 @@ fn process_series_agree_with_proc_pid_stat_and_status() {
         assert!(body.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
     }
     assert!(sample(&body, "process_virtual_memory_max_bytes").is_some());
+}
+
+/// A loopback port free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GET /metrics on `addr`, retried for up to 20 s while the agent starts.
+fn metrics_at(addr: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            let (status, _, body) = common::http_request(addr, "GET", "/metrics", &[]);
+            assert_eq!(status, 200, "{addr}: {body}");
+            return body;
+        }
+        assert!(Instant::now() < deadline, "nothing answers on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_listen_address_serves() {
+    let second = format!("127.0.0.1:{}", free_port());
+    let mut agent =
+        Agent::start(&[&format!("--web.listen-address={second}"), "--collector.disable-defaults"]);
+    assert!(metrics_at(&agent.addr).contains("storwatch_build_info{"));
+    assert!(metrics_at(&second).contains("storwatch_build_info{"));
+    std::thread::sleep(Duration::from_millis(200));
+    let listening: Vec<_> = agent.drain_log().iter().filter(|l| l.contains("listening")).cloned().collect();
+    assert_eq!(listening.len(), 2, "{listening:?}");
+    // One address that cannot be bound fails the start, as with one address.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let out = storwatch(&["--web.listen-address=127.0.0.1:0", &format!("--web.listen-address={taken}")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
+}
+
+#[test]
+fn disable_defaults_runs_only_the_collectors_named() {
+    let agent = Agent::start(&["--collector.disable-defaults", "--collector.host", "--collector.queue"]);
+    agent.wait_ready();
+    let body = agent.metrics();
+    let running: Vec<&str> =
+        common::samples(&body, "storwatch_collector_success").iter().map(|(labels, _)| *labels).collect();
+    assert_eq!(running, ["collector=\"host\"", "collector=\"queue\""], "{body}");
+    assert!(body.contains("storwatch_host_kernel_info{"), "{body}");
+    // Without any collector named, the agent serves its own series only.
+    let agent = Agent::start(&["--collector.disable-defaults"]);
+    agent.wait_ready();
+    let body = agent.metrics();
+    assert!(common::samples(&body, "storwatch_collector_success").is_empty(), "{body}");
+    assert!(body.contains("storwatch_build_info{") && body.contains("process_cpu_seconds_total "), "{body}");
+}
+
+#[test]
+fn systemd_socket_activation_serves_on_the_sockets_passed() {
+    let Some(activate) = common::tool("systemd-socket-activate") else { return };
+    let (a, b, ignored) = (free_port(), free_port(), free_port());
+    let (a, b, ignored) =
+        (format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}"), format!("127.0.0.1:{ignored}"));
+    // systemd-socket-activate listens, and starts the agent with both sockets on the first connection.
+    let child = Command::new(activate)
+        .args(["-l", &a, "-l", &b, env!("CARGO_BIN_EXE_storwatch"), "--web.systemd-socket"])
+        .arg(format!("--web.listen-address={ignored}"))
+        .args(["--collector.disable-defaults", "--collector.host"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+    assert!(metrics_at(&a).contains("storwatch_build_info{"));
+    assert!(metrics_at(&b).contains("storwatch_build_info{"));
+    assert!(std::net::TcpStream::connect(&ignored).is_err(), "--web.listen-address is ignored");
+
+    // Asked for sockets with none passed, or with a descriptor that is no listening socket: exit 1.
+    let out = storwatch(&["--web.systemd-socket"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no socket activation file descriptors found"), "{err}");
+    let out = Command::new("sh")
+        .args(["-c", "export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" --web.systemd-socket 3</dev/null"])
+        .arg(env!("CARGO_BIN_EXE_storwatch"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("descriptor 3 passed by systemd is not a listening TCP socket"), "{err}");
 }

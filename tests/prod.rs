@@ -80,6 +80,14 @@ fn systemd_unit_verifies_and_is_rated_at_most_3() {
     // The test can fail: a unit with a typo'd key is reported.
     let (verify, _) = analyze(&unit_copy(dir.path(), "\n[Service]\nProtectKernelLog=yes\n"));
     assert!(verify.contains("Unknown key"), "{verify}");
+
+    // The example socket unit for --web.systemd-socket, beside the service it activates.
+    let service = unit_copy(dir.path(), "");
+    let socket = dir.path().join("storwatch.socket");
+    std::fs::copy(Path::new(ROOT).join("systemd/storwatch.socket"), &socket).unwrap();
+    let (_, out, err) =
+        run(Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&socket).arg(&service));
+    assert_eq!(format!("{out}{err}"), "", "systemd-analyze verify storwatch.socket must print nothing");
 }
 
 // ---- sd_notify ----------------------------------------------------------------------------------
