@@ -6,6 +6,9 @@
 
 mod common;
 
+#[path = "../examples/docs.rs"]
+mod docs;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
@@ -582,29 +585,44 @@ fn load_200_clients_for_30_seconds() {
 
 // ---- Debian package -----------------------------------------------------------------------------
 
-#[test]
-fn the_deb_installs_and_its_unit_verifies() {
-    if !require_root() || tool("dpkg").is_none() || tool("systemd-analyze").is_none() {
-        return;
-    }
+/// Whether cargo-deb is there (under CI=true it must be).
+fn cargo_deb() -> Option<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let has_deb = Command::new(&cargo).args(["deb", "--version"]).output().is_ok_and(|o| o.status.success());
     if !has_deb {
         assert!(!in_ci(), "cargo-deb is required under CI=true; scripts/install-test-deps.sh installs it");
         eprintln!("skipping: cargo-deb is not installed");
-        return;
     }
-    let (_, status, _) = run(Command::new("dpkg-query").args(["-W", "-f=${Status}", "storwatch"]));
-    assert!(!status.contains("installed"), "storwatch is already installed here; not touching it");
-    let out = tempfile::tempdir().unwrap();
+    has_deb.then_some(cargo)
+}
+
+/// Builds the .deb of the binary under test into `out`, with the man pages and completions
+/// written first as scripts/test.sh writes them; returns its path.
+fn build_deb(cargo: &str, out: &Path) -> String {
+    static DOCS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = DOCS.lock().unwrap_or_else(|e| e.into_inner());
+    docs::write(&Path::new(ROOT).join("target/docs")).unwrap();
     // The binary under test (debug profile, already built): cargo-deb packs it as it is.
-    let (ok, stdout, err) = run(Command::new(&cargo)
+    let (ok, stdout, err) = run(Command::new(cargo)
         .current_dir(ROOT)
         .args(["deb", "--profile", "dev", "--no-build", "-o"])
-        .arg(out.path()));
+        .arg(out));
     assert!(ok, "cargo deb failed: {err}");
     let deb = stdout.lines().last().unwrap().trim().to_owned();
     assert!(deb.ends_with(".deb"), "{stdout}");
+    deb
+}
+
+#[test]
+fn the_deb_installs_and_its_unit_verifies() {
+    if !require_root() || tool("dpkg").is_none() || tool("systemd-analyze").is_none() {
+        return;
+    }
+    let Some(cargo) = cargo_deb() else { return };
+    let (_, status, _) = run(Command::new("dpkg-query").args(["-W", "-f=${Status}", "storwatch"]));
+    assert!(!status.contains("installed"), "storwatch is already installed here; not touching it");
+    let out = tempfile::tempdir().unwrap();
+    let deb = build_deb(&cargo, out.path());
 
     struct Purge;
     impl Drop for Purge {
@@ -652,6 +670,70 @@ fn the_deb_installs_and_its_unit_verifies() {
     assert!(ok, "dpkg -r failed: {err}");
     assert!(!Path::new("/usr/bin/storwatch").exists());
     assert!(!unit.exists());
+}
+
+/// The installed paths the README's "Debian package" table names.
+fn readme_package_paths() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let section = readme.split("### Debian package\n").nth(1).unwrap().split("\n### ").next().unwrap();
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `/"))
+        .flat_map(|l| {
+            l.split('|').nth(1).unwrap().split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_deb_installs_in_a_clean_debian_12_container_with_the_files_the_readme_names() {
+    if !docker_ready() {
+        return;
+    }
+    let Some(cargo) = cargo_deb() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let deb = build_deb(&cargo, out.path());
+    let image = "storwatch-test/debian:12";
+    let (ok, _, err) = run(Command::new(Path::new(ROOT).join("scripts/debian-image.sh")).arg(image));
+    assert!(ok, "scripts/debian-image.sh failed: {err}");
+    let paths = readme_package_paths();
+    assert!(paths.len() >= 17, "the README's table lost rows: {paths:?}");
+    // In the container: install, list what is missing, check the files are what they claim to be,
+    // run the binary, then purge and list what is left.
+    let script = format!(
+        r#"set -e
+dpkg -i /deb/{name} >/dev/null
+for f in {paths}; do [ -e "$f" ] || echo "missing $f"; done
+zcat /usr/share/man/man1/storwatch.1.gz | grep -q '^\.TH storwatch 1' || echo "not a man page"
+grep -q 'groups:' /usr/share/storwatch/alerts/storwatch.rules.yml || echo "not the rules"
+grep -q '"panels"' /usr/share/storwatch/dashboards/storwatch.json || echo "not the dashboard"
+grep -q 'complete -F _storwatch' /usr/share/bash-completion/completions/storwatch || echo "not a bash completion"
+storwatch --version
+dpkg -P storwatch >/dev/null
+for f in {paths}; do [ ! -e "$f" ] || echo "left after purge: $f"; done
+"#,
+        name = Path::new(&deb).file_name().unwrap().to_str().unwrap(),
+        paths = paths.join(" "),
+    );
+    let (ok, stdout, err) = run(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/deb:ro", out.path().display()),
+        image,
+        "sh",
+        "-c",
+        &script,
+    ]));
+    assert!(ok, "install in the container failed: {err}\n{stdout}");
+    assert!(
+        stdout.starts_with(concat!("storwatch ", env!("CARGO_PKG_VERSION"), " (revision ")),
+        "problems in the container:\n{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "problems in the container:\n{stdout}");
+    eprintln!("{} paths of the README's table installed in {image}, and purged", paths.len());
 }
 
 // ---- container image ----------------------------------------------------------------------------
