@@ -817,3 +817,105 @@ fn the_image_serves_the_hosts_metrics() {
     }
     eprintln!("container served {} devices' reads, each within the host's own readings", served.len());
 }
+
+/// The `docker run` commands of the README's "Container image" section, continuation lines joined.
+fn readme_container_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let section = readme.split("### Container image\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    section
+        .split("```sh\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().replace("\\\n", " "))
+        .filter(|c| c.trim_start().starts_with("docker run"))
+        .collect()
+}
+
+/// The collectors a command claims: those it names after `--collector.disable-defaults`, else all.
+fn claimed_collectors(command: &str) -> Vec<String> {
+    let all = storwatch::sources::REGISTRY.iter().map(|s| s.name.to_owned());
+    if !command.contains("--collector.disable-defaults") {
+        return all.collect();
+    }
+    all.filter(|name| command.split_whitespace().any(|w| w == format!("--collector.{name}"))).collect()
+}
+
+#[test]
+fn every_documented_container_command_yields_the_collectors_it_claims() {
+    if !docker_ready() {
+        return;
+    }
+    let tag = format!("storwatch-doctest-{}:1", std::process::id());
+    let (ok, _, err) = run(Command::new(Path::new(ROOT).join("scripts/build-image.sh")).args([BIN, &tag]));
+    assert!(ok, "build-image.sh failed: {err}");
+    struct Cleanup(String, Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for c in &self.1 {
+                let _ = Command::new("docker").args(["rm", "-f", c]).output();
+            }
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let mut cleanup = Cleanup(tag.clone(), Vec::new());
+
+    // The OCI labels, against the binary's own --version and Cargo.toml.
+    let (_, labels, _) =
+        run(Command::new("docker").args(["image", "inspect", "-f", "{{json .Config.Labels}}", &tag]));
+    let (_, version, _) = run(Command::new(BIN).arg("--version"));
+    let revision = version.trim().trim_end_matches(')').rsplit(' ').next().unwrap().to_owned();
+    for (key, value) in [
+        ("title", "storwatch"),
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("revision", revision.as_str()),
+        ("licenses", env!("CARGO_PKG_LICENSE")),
+        ("base.name", "scratch"),
+    ] {
+        let pair = format!("\"org.opencontainers.image.{key}\":\"{value}\"");
+        assert!(labels.contains(&pair), "{pair} not among {labels}");
+    }
+    assert!(labels.contains("\"org.opencontainers.image.created\":\"20"), "{labels}");
+
+    let commands = readme_container_commands();
+    assert_eq!(commands.len(), 2, "the README's container commands: {commands:#?}");
+    for (i, command) in commands.iter().enumerate() {
+        let name = format!("storwatch-doctest-{}-{i}", std::process::id());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        assert!(command.contains("--name storwatch ") && command.contains(" storwatch:0.1.0 "), "{command}");
+        let command = command
+            .replace("--name storwatch ", &format!("--name {name} "))
+            .replace(" storwatch:0.1.0 ", &format!(" {tag} "));
+        let command = format!("{} --web.listen-address={addr}", command.trim());
+        cleanup.1.push(name.clone());
+        let (ok, _, err) = run(Command::new("bash").args(["-c", &command]));
+        assert!(ok, "{command}: {err}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let body = loop {
+            if TcpStream::connect(&addr).is_ok()
+                && common::http_request(&addr, "GET", "/-/ready", &[]).0 == 200
+            {
+                break common::http_request(&addr, "GET", "/metrics", &[]).2;
+            }
+            let (_, logs, logs_err) = run(Command::new("docker").args(["logs", &name]));
+            assert!(Instant::now() < deadline, "{command}: never ready; logs:\n{logs}{logs_err}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let claimed = claimed_collectors(&command);
+        let ran: Vec<(String, f64)> = common::samples(&body, "storwatch_collector_success")
+            .into_iter()
+            .map(|(labels, v)| {
+                (labels.trim_start_matches("collector=\"").trim_end_matches('"').to_owned(), v)
+            })
+            .collect();
+        let names: Vec<&String> = ran.iter().map(|(n, _)| n).collect();
+        let mut expected: Vec<&String> = claimed.iter().collect();
+        expected.sort();
+        assert_eq!(names, expected, "{command}");
+        let failed: Vec<_> = ran.iter().filter(|(_, v)| *v != 1.0).collect();
+        let (_, logs, logs_err) = run(Command::new("docker").args(["logs", &name]));
+        assert!(failed.is_empty(), "{command}: failing {failed:?}; logs:\n{logs}{logs_err}");
+        assert!(body.contains("process_resident_memory_bytes "), "{body:.2000}");
+        eprintln!("README command {i}: {} collectors, each storwatch_collector_success 1", names.len());
+        let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    }
+}
