@@ -919,3 +919,84 @@ fn every_documented_container_command_yields_the_collectors_it_claims() {
         let _ = Command::new("docker").args(["rm", "-f", &name]).output();
     }
 }
+
+// ---- bare metal ---------------------------------------------------------------------------------
+
+/// The commands of the README's "Bare metal" section, one a line.
+fn readme_bare_metal_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let section = readme.split("### Bare metal\n").nth(1).unwrap().split("\n### ").next().unwrap();
+    let block = section.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
+    block.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_bare_metal_commands_give_a_non_root_agent_every_collector() {
+    if !require_root() || tool("setcap").is_none() || tool("setpriv").is_none() {
+        return;
+    }
+    let commands = readme_bare_metal_commands();
+    assert_eq!(commands.len(), 3, "{commands:#?}");
+    // Run as written, with the binary under test for the release build, a directory of the test's
+    // own for /usr/local/bin, and no sudo (the test is root).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let local = |c: &str| {
+        c.replace("target/release/storwatch", BIN)
+            .replace("/usr/local/bin", &dir.path().display().to_string())
+            .replacen("sudo ", "", 1)
+    };
+    for c in &commands[..2] {
+        let (ok, _, err) = run(Command::new("sh").args(["-c", &local(c)]));
+        assert!(ok, "{c}: {err}");
+    }
+    let agent = format!("{} --web.listen-address=127.0.0.1:0", local(&commands[2]));
+    let mut child =
+        Command::new("sh").args(["-c", &format!("exec {agent}")]).stderr(Stdio::piped()).spawn().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut stderr = child.stderr.take().unwrap();
+    let child = Kill(child);
+    let mut log = String::new();
+    let mut buf = [0u8; 4096];
+    while !log.contains("address=") {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "{agent} exited: {log}");
+        log.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let addr = log.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    // Not root: the agent runs as nobody, with the file's capabilities.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains("65534")), "{status}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::http_request(&addr, "GET", "/-/ready", &[]).0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = common::http_request(&addr, "GET", "/metrics", &[]).2;
+    let ran = common::samples(&body, "storwatch_collector_success");
+    assert_eq!(ran.len(), storwatch::sources::REGISTRY.len(), "{body:.3000}");
+    let failed: Vec<_> = ran.iter().filter(|(_, v)| *v != 1.0).collect();
+    assert!(failed.is_empty(), "failing as nobody with the capabilities: {failed:?}\n{log}");
+    // The privileged parts did run: the kernel log (CAP_SYSLOG under dmesg_restrict), the engine's
+    // socket (the docker group) and the eBPF histograms (CAP_BPF, CAP_PERFMON) where the kernel has BTF.
+    assert_eq!(common::sample(&body, "storwatch_docker_up"), Some(1.0), "{body:.3000}");
+    let denied = |c: &str| {
+        common::sample(
+            &body,
+            &format!("storwatch_collector_errors_total{{collector=\"{c}\",kind=\"permission\"}}"),
+        )
+    };
+    for c in ["kmsg", "biolatency", "docker"] {
+        assert_eq!(denied(c), Some(0.0), "{c} was denied:\n{log}");
+    }
+    eprintln!(
+        "README bare-metal commands: {} collectors as nobody, each storwatch_collector_success 1",
+        ran.len()
+    );
+}
