@@ -2,9 +2,10 @@
 # Builds the storwatch container image with the local Docker engine and no registry: FROM scratch,
 # holding the binary and the shared libraries ldd says it needs, nothing else, with the OCI labels.
 #   scripts/build-image.sh [BINARY] [TAG]     default: target/release/storwatch storwatch:latest
-# Run it against the host (read-only mounts; see README "Container image"):
+# Run it against the host with read-only mounts, and devices at their own paths (--device /dev/X,
+# the image reads --path.dev=/dev); README "Container image" has the commands, which a test runs:
 #   docker run -d --network host --pid host \
-#     -v /proc:/host/proc:ro -v /sys:/host/sys:ro -v /:/host/root:ro,rslave storwatch:latest
+#     -v /proc:/host/proc:ro -v /sys:/host/sys:ro -v /:/host/root:ro storwatch:latest
 set -euo pipefail
 bin=${1:-target/release/storwatch}
 tag=${2:-storwatch:latest}
