@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the storwatch container image with the local Docker engine and no registry: FROM scratch,
-# holding the binary and the shared libraries ldd says it needs, nothing else.
+# holding the binary and the shared libraries ldd says it needs, nothing else, with the OCI labels.
 #   scripts/build-image.sh [BINARY] [TAG]     default: target/release/storwatch storwatch:latest
-# Run it against the host (read-only mounts; see README "Container image"):
+# Run it against the host with read-only mounts, and devices at their own paths (--device /dev/X,
+# the image reads --path.dev=/dev); README "Container image" has the commands, which a test runs:
 #   docker run -d --network host --pid host \
-#     -v /proc:/host/proc:ro -v /sys:/host/sys:ro -v /:/host/root:ro,rslave storwatch:latest
+#     -v /proc:/host/proc:ro -v /sys:/host/sys:ro -v /:/host/root:ro storwatch:latest
 set -euo pipefail
 bin=${1:-target/release/storwatch}
 tag=${2:-storwatch:latest}
@@ -25,6 +26,18 @@ FROM scratch
 COPY rootfs/ /
 USER 65534:65534
 EXPOSE 9747
-ENTRYPOINT ["/usr/bin/storwatch", "--path.procfs=/host/proc", "--path.sysfs=/host/sys", "--path.rootfs=/host/root", "--path.dev=/host/dev"]
+ENTRYPOINT ["/usr/bin/storwatch", "--path.procfs=/host/proc", "--path.sysfs=/host/sys", "--path.rootfs=/host/root", "--path.dev=/dev"]
 DOCKERFILE
-docker build -q -t "$tag" "$ctx"
+# OCI annotations (image-spec annotations.md), the version and revision as the binary reports them.
+read -r _ version _ revision < <("$bin" --version)
+revision=${revision%)}
+created=$(date -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}" +%Y-%m-%dT%H:%M:%SZ)
+docker build -q -t "$tag" \
+    --label org.opencontainers.image.title=storwatch \
+    --label "org.opencontainers.image.description=Storage health agent for hosts running persistent container storage: Prometheus metrics judged against the spec" \
+    --label "org.opencontainers.image.version=$version" \
+    --label "org.opencontainers.image.revision=$revision" \
+    --label org.opencontainers.image.licenses=Apache-2.0 \
+    --label "org.opencontainers.image.created=$created" \
+    --label org.opencontainers.image.base.name=scratch \
+    "$ctx"

@@ -22,13 +22,17 @@
 #   systemd      systemd-analyze verify / security for the unit (tests/prod.rs; Debian's images have it)
 #   libfuse3-dev pkg-config fuse3  build and mount tests/data/errfs.c, a FUSE filesystem whose files
 #                answer EAGAIN / EIO: a sysfs attribute failing with EAGAIN (tests/faults.rs)
+#   man-db zsh fish  render the generated man pages with `man -l` and load the generated
+#                completions in each shell (tests/docs.rs); bash is always there
+#   debootstrap  the clean Debian 12 image the .deb is installed into (scripts/debian-image.sh,
+#                tests/prod.rs)
 # and, from crates.io (kept when already installed): cargo-fuzz (scripts/fuzz.sh: libFuzzer on the
 # parsers, stable with -s none), cargo-deb (builds the .deb, tests/prod.rs) and cargo-deny (the
 # licenses, duplicate versions and sources of Cargo.lock against deny.toml, scripts/test.sh).
 set -euo pipefail
 packages=(prometheus prometheus-alertmanager python3 sysstat util-linux iproute2 iptables busybox-static faketime
     openssl curl wrk apache2-utils clang llvm libbpf-dev bpftool fio prometheus-node-exporter systemd
-    libfuse3-dev pkg-config fuse3)
+    libfuse3-dev pkg-config fuse3 man-db zsh fish debootstrap)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,8 @@ cargo clippy --locked --all-targets -- -D warnings
 # Licenses, duplicate crate versions and sources against deny.toml. Not advisories: the advisory
 # database is a git clone from GitHub, which this machine may not reach (see deny.toml).
 cargo deny --locked check licenses bans sources
+# The man pages and shell completions, from the clap definitions (the .deb ships target/docs).
+cargo run --locked --example docs -- target/docs
 cargo test --locked --no-fail-fast
 # A bounded fuzzing run of every parser of outside data (longer runs: scripts/fuzz.sh SECONDS).
 scripts/fuzz.sh 20

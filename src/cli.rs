@@ -27,9 +27,15 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Subcommand>,
 
-    /// Address to listen on for HTTP: host:port, or :port for every interface.
-    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9747", value_parser = parse_listen)]
-    pub listen: ListenAddr,
+    /// Address to listen on for HTTP: host:port, or :port for every interface. Repeat it to
+    /// listen on several addresses.
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9747", value_parser = parse_listen, action = ArgAction::Append)]
+    pub listen: Vec<ListenAddr>,
+
+    /// Use the sockets systemd passes (socket activation, a storwatch.socket unit) instead of
+    /// listening on --web.listen-address, which is then ignored.
+    #[arg(long = "web.systemd-socket")]
+    pub systemd_socket: bool,
 
     /// Path under which the metrics are exposed.
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
@@ -139,8 +145,18 @@ pub struct CollectorArgs {
     pub intervals: BTreeMap<&'static str, Duration>,
 }
 
+/// The flag that turns every collector off unless it is named with `--collector.<name>`.
+const DISABLE_DEFAULTS: &str = "collector.disable-defaults";
+
 impl clap::Args for CollectorArgs {
     fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.arg(
+            Arg::new(DISABLE_DEFAULTS)
+                .long(DISABLE_DEFAULTS)
+                .action(ArgAction::SetTrue)
+                .global(true)
+                .help("Disable every collector by default; only those named with --collector.<name> run"),
+        );
         REGISTRY.iter().fold(cmd, |cmd, spec| {
             let (on, off, every) = (
                 format!("collector.{}", spec.name),
@@ -153,7 +169,10 @@ impl clap::Args for CollectorArgs {
                     .action(ArgAction::SetTrue)
                     .overrides_with(off.clone())
                     .global(true)
-                    .help(format!("Enable the {} collector (default: enabled): {}", spec.name, spec.help)),
+                    .help(format!(
+                        "Enable the {} collector (default: enabled, unless --collector.disable-defaults): {}",
+                        spec.name, spec.help
+                    )),
             )
             .arg(
                 Arg::new(off.clone())
@@ -182,8 +201,15 @@ impl clap::Args for CollectorArgs {
 impl clap::FromArgMatches for CollectorArgs {
     fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
         let mut args = CollectorArgs::default();
+        // As node_exporter: the last of --collector.<name> and --no-collector.<name> wins (each
+        // overrides the other); a collector named by neither is on unless defaults are disabled.
+        let default = !m.get_flag(DISABLE_DEFAULTS);
         for spec in REGISTRY {
-            args.enabled.insert(spec.name, !m.get_flag(&format!("no-collector.{}", spec.name)));
+            let (on, off) = (
+                m.get_flag(&format!("collector.{}", spec.name)),
+                m.get_flag(&format!("no-collector.{}", spec.name)),
+            );
+            args.enabled.insert(spec.name, on || (default && !off));
             let every = m.get_one::<Duration>(&format!("collector.{}.interval", spec.name)).copied();
             args.intervals.insert(spec.name, every.unwrap_or(Duration::from_secs(60)));
         }
@@ -296,7 +322,8 @@ mod tests {
     #[test]
     fn defaults() {
         let c = cli(&[]).unwrap();
-        assert_eq!(c.listen, ListenAddr::AnyHost(9747));
+        assert_eq!(c.listen, [ListenAddr::AnyHost(9747)]);
+        assert!(!c.systemd_socket);
         let enabled = c.enabled_collectors();
         assert_eq!(
             enabled,
@@ -326,7 +353,7 @@ mod tests {
             "--collector.diskstats.device-include=^loop",
         ])
         .unwrap();
-        assert_eq!(c.listen, ListenAddr::Addr("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.listen, [ListenAddr::Addr("127.0.0.1:0".parse().unwrap())]);
         assert_eq!(
             c.enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>(),
             ["kmsg", "queue", "host", "fabric", "nvme", "sata", "hwmon", "docker", "biolatency"]
@@ -344,6 +371,38 @@ mod tests {
         );
         assert_eq!(c.procfs, PathBuf::from("/x"));
         assert_eq!(c.enabled_collectors().len(), 9);
+    }
+
+    #[test]
+    fn repeated_listen_addresses_replace_the_default() {
+        let c =
+            cli(&["--web.listen-address=127.0.0.1:1", "--web.listen-address", ":2", "--web.systemd-socket"])
+                .unwrap();
+        assert_eq!(c.listen, [ListenAddr::Addr("127.0.0.1:1".parse().unwrap()), ListenAddr::AnyHost(2)]);
+        assert!(c.systemd_socket);
+    }
+
+    #[test]
+    fn disable_defaults_runs_only_the_named_collectors() {
+        let names =
+            |args: &[&str]| cli(args).unwrap().enabled_collectors().iter().map(|c| c.0).collect::<Vec<_>>();
+        assert!(names(&["--collector.disable-defaults"]).is_empty());
+        assert_eq!(
+            names(&["--collector.disable-defaults", "--collector.host", "--collector.kmsg"]),
+            ["kmsg", "host"]
+        );
+        // The last of --collector.<name> and --no-collector.<name> wins, as in node_exporter.
+        assert_eq!(
+            names(&["--collector.disable-defaults", "--collector.host", "--no-collector.host"]),
+            [""; 0]
+        );
+        assert_eq!(
+            names(&["--collector.disable-defaults", "--no-collector.host", "--collector.host"]),
+            ["host"]
+        );
+        assert_eq!(names(&["--collector.host", "--no-collector.host"]).len(), 9);
+        // Global: after the subcommand too.
+        assert_eq!(names(&["check", "--collector.disable-defaults", "--collector.queue"]), ["queue"]);
     }
 
     #[test]

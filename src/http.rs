@@ -108,8 +108,10 @@ impl Shared {
 /// At most one warning per handshake failure reason in this long.
 const TLS_WARN_EVERY: Duration = Duration::from_secs(60);
 
+/// Serves on every listener until `shutdown` completes, then gives open connections 5 s to end.
+/// `--web.max-connections` is one limit over all listeners.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     state: Arc<State>,
     options: Options,
     shutdown: impl Future<Output = ()>,
@@ -120,12 +122,29 @@ pub async fn serve(
     let scrapes = (options.max_requests > 0).then(|| Semaphore::new(options.max_requests));
     let shared = Arc::new(Shared { state, options, scrapes, tls_warned: Default::default() });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut shutdown = std::pin::pin!(shutdown);
+    for listener in listeners {
+        tokio::spawn(accept(listener, connections.clone(), shared.clone(), tls.clone(), stop_rx.clone()));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(Duration::from_secs(5), connections.acquire_many(all)).await.is_err() {
+        tracing::warn!("connections still open after 5 s; closing them");
+    }
+}
+
+/// Accepts connections on one listener until the server stops, each holding a connection slot.
+async fn accept(
+    listener: TcpListener,
+    connections: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         // At the connection limit, wait for a slot: new clients queue in the kernel's backlog.
         let permit = tokio::select! {
             p = connections.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
+            () = stopped(&mut stop) => return,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -137,10 +156,10 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = stopped(&mut stop) => return,
         };
         let _ = stream.set_nodelay(true);
-        let (shared, tls, stop) = (shared.clone(), tls.clone(), stop_rx.clone());
+        let (shared, tls, stop) = (shared.clone(), tls.clone(), stop.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let handshake_timeout = shared.options.read_header_timeout;
@@ -162,10 +181,11 @@ pub async fn serve(
             }
         });
     }
-    let _ = stop_tx.send(true);
-    if tokio::time::timeout(Duration::from_secs(5), connections.acquire_many(all)).await.is_err() {
-        tracing::warn!("connections still open after 5 s; closing them");
-    }
+}
+
+/// Completes once the server stops (the guard `wait_for` returns is not held across awaits).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Serves one connection until the client closes it, its lifetime ends or the server stops.

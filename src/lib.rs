@@ -3,7 +3,7 @@
 //!
 //! 1. foundations: `error`, `paths`, `read` (small kernel files), `values` (config value
 //!    syntaxes), `metrics` (the metric model and encoders), `device` (NVMe admin and SG_IO
-//!    commands), `sdnotify`, `webconfig`;
+//!    commands), `process` (the agent's own `process_*` series), `sdnotify`, `webconfig`;
 //! 2. `sources`: one module per source, I/O through `Paths` into typed samples;
 //! 3. `model`: the latest samples and every derived value;
 //! 4. outputs, plain functions of the model: `families` (metric families) and `checks`;
@@ -21,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod paths;
+pub mod process;
 pub mod read;
 pub mod report;
 pub mod sdnotify;

@@ -92,15 +92,17 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        let listener = match bind(&cli.listen).await {
+        let listeners = match listeners(&cli).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("storwatch: cannot listen on {:?}: {e}", cli.listen);
+                eprintln!("storwatch: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(message = "listening", address = %address, telemetry_path = %cli.telemetry_path);
+        for listener in &listeners {
+            let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(message = "listening", address = %address, telemetry_path = %cli.telemetry_path);
+        }
         let options = http::Options {
             telemetry_path: cli.telemetry_path.as_str().into(),
             web,
@@ -110,7 +112,7 @@ fn main() -> ExitCode {
             connection_timeout: cli.connection_timeout,
         };
         tokio::spawn(supervise(state.clone(), heartbeats, names));
-        http::serve(listener, state, options, shutdown_signal()).await;
+        http::serve(listeners, state, options, shutdown_signal()).await;
         sdnotify::notify("STOPPING=1");
         tracing::info!("shutting down");
         ExitCode::SUCCESS
@@ -249,6 +251,27 @@ impl RateLimitedLog {
         self.last = Some((Instant::now(), first.message.clone()));
         self.suppressed = 0;
     }
+}
+
+/// The sockets to serve on: systemd's with `--web.systemd-socket` (the listen addresses are then
+/// ignored, as node_exporter ignores them), else one bound to each `--web.listen-address`.
+async fn listeners(cli: &Cli) -> Result<Vec<tokio::net::TcpListener>, String> {
+    if cli.systemd_socket {
+        let sockets = sdnotify::listen_sockets().map_err(|e| format!("--web.systemd-socket: {e}"))?;
+        return sockets
+            .into_iter()
+            .map(|s| {
+                s.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(s)
+            })
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| format!("--web.systemd-socket: {e}"));
+    }
+    let mut listeners = Vec::with_capacity(cli.listen.len());
+    for listen in &cli.listen {
+        listeners.push(bind(listen).await.map_err(|e| format!("cannot listen on {listen:?}: {e}"))?);
+    }
+    Ok(listeners)
 }
 
 async fn bind(listen: &ListenAddr) -> std::io::Result<tokio::net::TcpListener> {

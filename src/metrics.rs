@@ -1,9 +1,9 @@
 //! The metric model and its two encoders: Prometheus text 0.0.4 and OpenMetrics 1.0.0.
 //!
 //! `crate::families` turns the model into [`Family`] values when a source's sample arrives; a
-//! scrape only encodes them. The encoder is ours rather than a client library's so
-//! that naming (base units, `_total`, `_info`) and output order stay exactly as documented and the
-//! golden files stay stable.
+//! scrape only encodes them. The encoder is ours rather than prometheus-client's: on the same
+//! families the two write identical expositions, ours 1.2-1.6 times faster and without six more
+//! crates (`cargo bench --bench kept_crates`; README "Benchmarks").
 
 use std::fmt::Write;
 

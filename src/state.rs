@@ -1,10 +1,11 @@
 //! The agent's running state: the model, and what a scrape encodes from it. A source's new sample
 //! goes into the model; then that source's families and the checks that read it are rebuilt from
 //! the model, and published with the source's self metrics. A scrape only encodes what was
-//! published.
+//! published, and reads the agent's own `/proc/self` for the `process_*` series.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,7 @@ use crate::error::{CollectError, ErrorKind};
 use crate::families;
 use crate::metrics::{self, Family, Format};
 use crate::model::Model;
+use crate::process;
 use crate::sources::Collected;
 
 /// One source's latest run and what it published.
@@ -190,6 +192,8 @@ impl State {
     /// Encodes the latest snapshot; nothing is sampled here.
     pub fn encode(&self, format: Format) -> String {
         let mut own = vec![self.build_info.clone()];
+        // The agent's own process, read from /proc/self now, as the official clients do.
+        own.extend(process::families(&process::read(Path::new("/proc"))));
         let (published, judged): (Vec<Arc<Published>>, Vec<Arc<Vec<CheckResult>>>) = {
             let outputs = lock(&self.outputs);
             own.extend(self_families(&outputs.slots));

@@ -21,6 +21,8 @@ fn help_documents_every_flag() {
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
         "--web.listen-address",
+        "--web.systemd-socket",
+        "--collector.disable-defaults",
         "--web.telemetry-path",
         "--config.file",
         "--path.procfs",
@@ -259,4 +261,191 @@ fn disabled_collector_is_absent() {
     assert!(body.contains("storwatch_collector_success{collector=\"host\"} 1"), "{body}");
     assert!(!body.contains("diskstats") && !body.contains("storwatch_disk_"), "{body}");
     assert!(!body.contains("collector=\"queue\""), "{body}");
+}
+
+/// The fields of `/proc/PID/stat` after the command name, numbered as in proc(5).
+fn stat_fields(pid: u32) -> Vec<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &text[text.rfind(')').unwrap() + 2..];
+    // Index 0 unused; fields 1 and 2 (pid, comm) and 3 (state, a letter) are not numbers: pad them.
+    [0; 4].into_iter().chain(after.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0))).collect()
+}
+
+/// A `Name: value` line of `/proc/PID/status` (the number only; kB where the kernel says so).
+fn status_field(pid: u32, name: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = text.lines().find(|l| l.starts_with(&format!("{name}:"))).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn getconf(name: &str) -> u64 {
+    let out = Command::new("getconf").arg(name).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn process_series_agree_with_proc_pid_stat_and_status() {
+    let agent =
+        Agent::start(&["--no-collector.biolatency", "--no-collector.docker", "--no-collector.fabric"]);
+    agent.wait_ready();
+    let pid = agent.child.id();
+    let (ticks, page) = (getconf("CLK_TCK") as f64, getconf("PAGESIZE"));
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as f64;
+    let (before, rss_before, threads_before, fds_before) =
+        (stat_fields(pid), status_field(pid, "VmRSS"), status_field(pid, "Threads"), fds());
+    let body = agent.metrics();
+    let (after, rss_after, threads_after, fds_after) =
+        (stat_fields(pid), status_field(pid, "VmRSS"), status_field(pid, "Threads"), fds());
+    let value = |name: &str| sample(&body, name).unwrap_or_else(|| panic!("{name} missing:\n{body}"));
+    let within = |name: &str, v: f64, lo: f64, hi: f64| {
+        assert!(lo <= v && v <= hi, "{name} {v} outside [{lo}, {hi}]");
+    };
+
+    // CPU: utime + stime in clock ticks, read before and after the scrape.
+    let cpu = |f: &[u64]| (f[14] + f[15]) as f64 / ticks;
+    within("process_cpu_seconds_total", value("process_cpu_seconds_total"), cpu(&before), cpu(&after));
+    // Memory: stat's rss pages and status' VmRSS agree with each other and with the series, up to
+    // what the scrape itself allocated and freed (a few pages).
+    let slack = 512.0 * 1024.0;
+    let rss = value("process_resident_memory_bytes");
+    let (lo, hi) = ((rss_before.min(rss_after) * 1024) as f64, (rss_before.max(rss_after) * 1024) as f64);
+    within("process_resident_memory_bytes", rss, lo - slack, hi + slack);
+    let (lo, hi) = (before[24].min(after[24]) * page, before[24].max(after[24]) * page);
+    within("process_resident_memory_bytes (stat)", rss, lo as f64 - slack, hi as f64 + slack);
+    let vsize = value("process_virtual_memory_bytes");
+    within(
+        "process_virtual_memory_bytes",
+        vsize,
+        before[23].min(after[23]) as f64,
+        before[23].max(after[23]) as f64,
+    );
+    let vm_size = status_field(pid, "VmSize") as f64 * 1024.0;
+    within("VmSize", vm_size, vsize - 8.0 * 1024.0 * 1024.0, vsize + 8.0 * 1024.0 * 1024.0);
+    let threads = value("process_threads");
+    within(
+        "process_threads",
+        threads,
+        threads_before.min(threads_after) as f64,
+        threads_before.max(threads_after) as f64,
+    );
+    assert_eq!(threads, before[20] as f64, "stat's num_threads");
+    // Descriptors: while it answers, the agent also holds our connection and the directory it lists.
+    within(
+        "process_open_fds",
+        value("process_open_fds"),
+        fds_before.min(fds_after),
+        fds_before.max(fds_after) + 2.0,
+    );
+    // The soft limit of open files, which the agent raises to the hard one at start.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let soft = limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().nth(3);
+    assert_eq!(value("process_max_fds"), soft.unwrap().parse::<f64>().unwrap());
+    // Start: boot time plus field 22, against the test's own clock: the agent started seconds ago.
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let btime: f64 = stat.lines().find_map(|l| l.strip_prefix("btime ")).unwrap().parse().unwrap();
+    let start = value("process_start_time_seconds");
+    assert!((start - (btime + before[22] as f64 / ticks)).abs() < 1e-6, "{start}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    within("process_start_time_seconds", start, now - 60.0, now + 1.0);
+    // Every series a Prometheus user's dashboards expect, typed as client_golang types them.
+    for (name, kind) in [("process_cpu_seconds_total", "counter"), ("process_resident_memory_bytes", "gauge")]
+    {
+        assert!(body.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
+    }
+    assert!(sample(&body, "process_virtual_memory_max_bytes").is_some());
+}
+
+/// A loopback port free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GET /metrics on `addr`, retried for up to 20 s while the agent starts.
+fn metrics_at(addr: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            let (status, _, body) = common::http_request(addr, "GET", "/metrics", &[]);
+            assert_eq!(status, 200, "{addr}: {body}");
+            return body;
+        }
+        assert!(Instant::now() < deadline, "nothing answers on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_listen_address_serves() {
+    let second = format!("127.0.0.1:{}", free_port());
+    let mut agent =
+        Agent::start(&[&format!("--web.listen-address={second}"), "--collector.disable-defaults"]);
+    assert!(metrics_at(&agent.addr).contains("storwatch_build_info{"));
+    assert!(metrics_at(&second).contains("storwatch_build_info{"));
+    std::thread::sleep(Duration::from_millis(200));
+    let listening: Vec<_> = agent.drain_log().iter().filter(|l| l.contains("listening")).cloned().collect();
+    assert_eq!(listening.len(), 2, "{listening:?}");
+    // One address that cannot be bound fails the start, as with one address.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let out = storwatch(&["--web.listen-address=127.0.0.1:0", &format!("--web.listen-address={taken}")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
+}
+
+#[test]
+fn disable_defaults_runs_only_the_collectors_named() {
+    let agent = Agent::start(&["--collector.disable-defaults", "--collector.host", "--collector.queue"]);
+    agent.wait_ready();
+    let body = agent.metrics();
+    let running: Vec<&str> =
+        common::samples(&body, "storwatch_collector_success").iter().map(|(labels, _)| *labels).collect();
+    assert_eq!(running, ["collector=\"host\"", "collector=\"queue\""], "{body}");
+    assert!(body.contains("storwatch_host_kernel_info{"), "{body}");
+    // Without any collector named, the agent serves its own series only.
+    let agent = Agent::start(&["--collector.disable-defaults"]);
+    agent.wait_ready();
+    let body = agent.metrics();
+    assert!(common::samples(&body, "storwatch_collector_success").is_empty(), "{body}");
+    assert!(body.contains("storwatch_build_info{") && body.contains("process_cpu_seconds_total "), "{body}");
+}
+
+#[test]
+fn systemd_socket_activation_serves_on_the_sockets_passed() {
+    let Some(activate) = common::tool("systemd-socket-activate") else { return };
+    let (a, b, ignored) = (free_port(), free_port(), free_port());
+    let (a, b, ignored) =
+        (format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}"), format!("127.0.0.1:{ignored}"));
+    // systemd-socket-activate listens, and starts the agent with both sockets on the first connection.
+    let child = Command::new(activate)
+        .args(["-l", &a, "-l", &b, env!("CARGO_BIN_EXE_storwatch"), "--web.systemd-socket"])
+        .arg(format!("--web.listen-address={ignored}"))
+        .args(["--collector.disable-defaults", "--collector.host"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+    assert!(metrics_at(&a).contains("storwatch_build_info{"));
+    assert!(metrics_at(&b).contains("storwatch_build_info{"));
+    assert!(std::net::TcpStream::connect(&ignored).is_err(), "--web.listen-address is ignored");
+
+    // Asked for sockets with none passed, or with a descriptor that is no listening socket: exit 1.
+    let out = storwatch(&["--web.systemd-socket"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no socket activation file descriptors found"), "{err}");
+    let out = Command::new("sh")
+        .args(["-c", "export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" --web.systemd-socket 3</dev/null"])
+        .arg(env!("CARGO_BIN_EXE_storwatch"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("descriptor 3 passed by systemd is not a listening TCP socket"), "{err}");
 }

@@ -14,12 +14,13 @@ use common::{Agent, fixture_sysfs, fixtures, sample, samples};
 use regex::Regex;
 use storwatch::sources::DEFAULT_EXCLUDE;
 
-/// Drops the values that change from run to run (timings, the revision).
+/// Drops the values that change from run to run (timings, the revision, the agent's own process).
 fn normalise(body: &str) -> String {
     body.lines()
         .map(|l| {
             if l.starts_with("storwatch_collector_duration_seconds{")
                 || l.starts_with("storwatch_collector_last_success_timestamp_seconds{")
+                || l.starts_with("process_")
             {
                 format!("{} <volatile>", l.rsplit_once(' ').unwrap().0)
             } else if l.starts_with("storwatch_build_info{") {

@@ -19,6 +19,7 @@ use std::path::Path;
 const LAYERS: &[(&str, u8)] = &[
     ("error", 1),
     ("paths", 1),
+    ("process", 1),
     ("read", 1),
     ("values", 1),
     ("metrics", 1),

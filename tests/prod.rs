@@ -6,6 +6,9 @@
 
 mod common;
 
+#[path = "../examples/docs.rs"]
+mod docs;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
@@ -80,6 +83,14 @@ fn systemd_unit_verifies_and_is_rated_at_most_3() {
     // The test can fail: a unit with a typo'd key is reported.
     let (verify, _) = analyze(&unit_copy(dir.path(), "\n[Service]\nProtectKernelLog=yes\n"));
     assert!(verify.contains("Unknown key"), "{verify}");
+
+    // The example socket unit for --web.systemd-socket, beside the service it activates.
+    let service = unit_copy(dir.path(), "");
+    let socket = dir.path().join("storwatch.socket");
+    std::fs::copy(Path::new(ROOT).join("systemd/storwatch.socket"), &socket).unwrap();
+    let (_, out, err) =
+        run(Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&socket).arg(&service));
+    assert_eq!(format!("{out}{err}"), "", "systemd-analyze verify storwatch.socket must print nothing");
 }
 
 // ---- sd_notify ----------------------------------------------------------------------------------
@@ -733,29 +744,44 @@ fn load_200_clients_for_30_seconds() {
 
 // ---- Debian package -----------------------------------------------------------------------------
 
-#[test]
-fn the_deb_installs_and_its_unit_verifies() {
-    if !require_root() || tool("dpkg").is_none() || tool("systemd-analyze").is_none() {
-        return;
-    }
+/// Whether cargo-deb is there (under CI=true it must be).
+fn cargo_deb() -> Option<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let has_deb = Command::new(&cargo).args(["deb", "--version"]).output().is_ok_and(|o| o.status.success());
     if !has_deb {
         assert!(!in_ci(), "cargo-deb is required under CI=true; scripts/install-test-deps.sh installs it");
         eprintln!("skipping: cargo-deb is not installed");
-        return;
     }
-    let (_, status, _) = run(Command::new("dpkg-query").args(["-W", "-f=${Status}", "storwatch"]));
-    assert!(!status.contains("installed"), "storwatch is already installed here; not touching it");
-    let out = tempfile::tempdir().unwrap();
+    has_deb.then_some(cargo)
+}
+
+/// Builds the .deb of the binary under test into `out`, with the man pages and completions
+/// written first as scripts/test.sh writes them; returns its path.
+fn build_deb(cargo: &str, out: &Path) -> String {
+    static DOCS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = DOCS.lock().unwrap_or_else(|e| e.into_inner());
+    docs::write(&Path::new(ROOT).join("target/docs")).unwrap();
     // The binary under test (debug profile, already built): cargo-deb packs it as it is.
-    let (ok, stdout, err) = run(Command::new(&cargo)
+    let (ok, stdout, err) = run(Command::new(cargo)
         .current_dir(ROOT)
         .args(["deb", "--profile", "dev", "--no-build", "-o"])
-        .arg(out.path()));
+        .arg(out));
     assert!(ok, "cargo deb failed: {err}");
     let deb = stdout.lines().last().unwrap().trim().to_owned();
     assert!(deb.ends_with(".deb"), "{stdout}");
+    deb
+}
+
+#[test]
+fn the_deb_installs_and_its_unit_verifies() {
+    if !require_root() || tool("dpkg").is_none() || tool("systemd-analyze").is_none() {
+        return;
+    }
+    let Some(cargo) = cargo_deb() else { return };
+    let (_, status, _) = run(Command::new("dpkg-query").args(["-W", "-f=${Status}", "storwatch"]));
+    assert!(!status.contains("installed"), "storwatch is already installed here; not touching it");
+    let out = tempfile::tempdir().unwrap();
+    let deb = build_deb(&cargo, out.path());
 
     struct Purge;
     impl Drop for Purge {
@@ -803,6 +829,70 @@ fn the_deb_installs_and_its_unit_verifies() {
     assert!(ok, "dpkg -r failed: {err}");
     assert!(!Path::new("/usr/bin/storwatch").exists());
     assert!(!unit.exists());
+}
+
+/// The installed paths the README's "Debian package" table names.
+fn readme_package_paths() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let section = readme.split("### Debian package\n").nth(1).unwrap().split("\n### ").next().unwrap();
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `/"))
+        .flat_map(|l| {
+            l.split('|').nth(1).unwrap().split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_deb_installs_in_a_clean_debian_12_container_with_the_files_the_readme_names() {
+    if !docker_ready() {
+        return;
+    }
+    let Some(cargo) = cargo_deb() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let deb = build_deb(&cargo, out.path());
+    let image = "storwatch-test/debian:12";
+    let (ok, _, err) = run(Command::new(Path::new(ROOT).join("scripts/debian-image.sh")).arg(image));
+    assert!(ok, "scripts/debian-image.sh failed: {err}");
+    let paths = readme_package_paths();
+    assert!(paths.len() >= 17, "the README's table lost rows: {paths:?}");
+    // In the container: install, list what is missing, check the files are what they claim to be,
+    // run the binary, then purge and list what is left.
+    let script = format!(
+        r#"set -e
+dpkg -i /deb/{name} >/dev/null
+for f in {paths}; do [ -e "$f" ] || echo "missing $f"; done
+zcat /usr/share/man/man1/storwatch.1.gz | grep -q '^\.TH storwatch 1' || echo "not a man page"
+grep -q 'groups:' /usr/share/storwatch/alerts/storwatch.rules.yml || echo "not the rules"
+grep -q '"panels"' /usr/share/storwatch/dashboards/storwatch.json || echo "not the dashboard"
+grep -q 'complete -F _storwatch' /usr/share/bash-completion/completions/storwatch || echo "not a bash completion"
+storwatch --version
+dpkg -P storwatch >/dev/null
+for f in {paths}; do [ ! -e "$f" ] || echo "left after purge: $f"; done
+"#,
+        name = Path::new(&deb).file_name().unwrap().to_str().unwrap(),
+        paths = paths.join(" "),
+    );
+    let (ok, stdout, err) = run(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/deb:ro", out.path().display()),
+        image,
+        "sh",
+        "-c",
+        &script,
+    ]));
+    assert!(ok, "install in the container failed: {err}\n{stdout}");
+    assert!(
+        stdout.starts_with(concat!("storwatch ", env!("CARGO_PKG_VERSION"), " (revision ")),
+        "problems in the container:\n{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "problems in the container:\n{stdout}");
+    eprintln!("{} paths of the README's table installed in {image}, and purged", paths.len());
 }
 
 // ---- container image ----------------------------------------------------------------------------
@@ -885,4 +975,189 @@ fn the_image_serves_the_hosts_metrics() {
         assert!(lo <= *value && *value <= hi, "{device}: container {value}, host {lo}..{hi}");
     }
     eprintln!("container served {} devices' reads, each within the host's own readings", served.len());
+}
+
+/// The `docker run` commands of the README's "Container image" section, continuation lines joined.
+fn readme_container_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let section = readme.split("### Container image\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    section
+        .split("```sh\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().replace("\\\n", " "))
+        .filter(|c| c.trim_start().starts_with("docker run"))
+        .collect()
+}
+
+/// The collectors a command claims: those it names after `--collector.disable-defaults`, else all.
+fn claimed_collectors(command: &str) -> Vec<String> {
+    let all = storwatch::sources::REGISTRY.iter().map(|s| s.name.to_owned());
+    if !command.contains("--collector.disable-defaults") {
+        return all.collect();
+    }
+    all.filter(|name| command.split_whitespace().any(|w| w == format!("--collector.{name}"))).collect()
+}
+
+#[test]
+fn every_documented_container_command_yields_the_collectors_it_claims() {
+    if !docker_ready() {
+        return;
+    }
+    let tag = format!("storwatch-doctest-{}:1", std::process::id());
+    let (ok, _, err) = run(Command::new(Path::new(ROOT).join("scripts/build-image.sh")).args([BIN, &tag]));
+    assert!(ok, "build-image.sh failed: {err}");
+    struct Cleanup(String, Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for c in &self.1 {
+                let _ = Command::new("docker").args(["rm", "-f", c]).output();
+            }
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let mut cleanup = Cleanup(tag.clone(), Vec::new());
+
+    // The OCI labels, against the binary's own --version and Cargo.toml.
+    let (_, labels, _) =
+        run(Command::new("docker").args(["image", "inspect", "-f", "{{json .Config.Labels}}", &tag]));
+    let (_, version, _) = run(Command::new(BIN).arg("--version"));
+    let revision = version.trim().trim_end_matches(')').rsplit(' ').next().unwrap().to_owned();
+    for (key, value) in [
+        ("title", "storwatch"),
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("revision", revision.as_str()),
+        ("licenses", env!("CARGO_PKG_LICENSE")),
+        ("base.name", "scratch"),
+    ] {
+        let pair = format!("\"org.opencontainers.image.{key}\":\"{value}\"");
+        assert!(labels.contains(&pair), "{pair} not among {labels}");
+    }
+    assert!(labels.contains("\"org.opencontainers.image.created\":\"20"), "{labels}");
+
+    let commands = readme_container_commands();
+    assert_eq!(commands.len(), 2, "the README's container commands: {commands:#?}");
+    for (i, command) in commands.iter().enumerate() {
+        let name = format!("storwatch-doctest-{}-{i}", std::process::id());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        assert!(command.contains("--name storwatch ") && command.contains(" storwatch:0.1.0 "), "{command}");
+        let command = command
+            .replace("--name storwatch ", &format!("--name {name} "))
+            .replace(" storwatch:0.1.0 ", &format!(" {tag} "));
+        let command = format!("{} --web.listen-address={addr}", command.trim());
+        cleanup.1.push(name.clone());
+        let (ok, _, err) = run(Command::new("bash").args(["-c", &command]));
+        assert!(ok, "{command}: {err}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let body = loop {
+            if TcpStream::connect(&addr).is_ok()
+                && common::http_request(&addr, "GET", "/-/ready", &[]).0 == 200
+            {
+                break common::http_request(&addr, "GET", "/metrics", &[]).2;
+            }
+            let (_, logs, logs_err) = run(Command::new("docker").args(["logs", &name]));
+            assert!(Instant::now() < deadline, "{command}: never ready; logs:\n{logs}{logs_err}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let claimed = claimed_collectors(&command);
+        let ran: Vec<(String, f64)> = common::samples(&body, "storwatch_collector_success")
+            .into_iter()
+            .map(|(labels, v)| {
+                (labels.trim_start_matches("collector=\"").trim_end_matches('"').to_owned(), v)
+            })
+            .collect();
+        let names: Vec<&String> = ran.iter().map(|(n, _)| n).collect();
+        let mut expected: Vec<&String> = claimed.iter().collect();
+        expected.sort();
+        assert_eq!(names, expected, "{command}");
+        let failed: Vec<_> = ran.iter().filter(|(_, v)| *v != 1.0).collect();
+        let (_, logs, logs_err) = run(Command::new("docker").args(["logs", &name]));
+        assert!(failed.is_empty(), "{command}: failing {failed:?}; logs:\n{logs}{logs_err}");
+        assert!(body.contains("process_resident_memory_bytes "), "{body:.2000}");
+        eprintln!("README command {i}: {} collectors, each storwatch_collector_success 1", names.len());
+        let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    }
+}
+
+// ---- bare metal ---------------------------------------------------------------------------------
+
+/// The commands of the README's "Bare metal" section, one a line.
+fn readme_bare_metal_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let section = readme.split("### Bare metal\n").nth(1).unwrap().split("\n### ").next().unwrap();
+    let block = section.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
+    block.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_bare_metal_commands_give_a_non_root_agent_every_collector() {
+    if !require_root() || tool("setcap").is_none() || tool("setpriv").is_none() {
+        return;
+    }
+    let commands = readme_bare_metal_commands();
+    assert_eq!(commands.len(), 3, "{commands:#?}");
+    // Run as written, with the binary under test for the release build, a directory of the test's
+    // own for /usr/local/bin, and no sudo (the test is root).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let local = |c: &str| {
+        c.replace("target/release/storwatch", BIN)
+            .replace("/usr/local/bin", &dir.path().display().to_string())
+            .replacen("sudo ", "", 1)
+    };
+    for c in &commands[..2] {
+        let (ok, _, err) = run(Command::new("sh").args(["-c", &local(c)]));
+        assert!(ok, "{c}: {err}");
+    }
+    let agent = format!("{} --web.listen-address=127.0.0.1:0", local(&commands[2]));
+    let mut child =
+        Command::new("sh").args(["-c", &format!("exec {agent}")]).stderr(Stdio::piped()).spawn().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut stderr = child.stderr.take().unwrap();
+    let child = Kill(child);
+    let mut log = String::new();
+    let mut buf = [0u8; 4096];
+    while !log.contains("address=") {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "{agent} exited: {log}");
+        log.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let addr = log.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    // Not root: the agent runs as nobody, with the file's capabilities.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains("65534")), "{status}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::http_request(&addr, "GET", "/-/ready", &[]).0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = common::http_request(&addr, "GET", "/metrics", &[]).2;
+    let ran = common::samples(&body, "storwatch_collector_success");
+    assert_eq!(ran.len(), storwatch::sources::REGISTRY.len(), "{body:.3000}");
+    let failed: Vec<_> = ran.iter().filter(|(_, v)| *v != 1.0).collect();
+    assert!(failed.is_empty(), "failing as nobody with the capabilities: {failed:?}\n{log}");
+    // The privileged parts did run: the kernel log (CAP_SYSLOG under dmesg_restrict), the engine's
+    // socket (the docker group) and the eBPF histograms (CAP_BPF, CAP_PERFMON) where the kernel has BTF.
+    assert_eq!(common::sample(&body, "storwatch_docker_up"), Some(1.0), "{body:.3000}");
+    let denied = |c: &str| {
+        common::sample(
+            &body,
+            &format!("storwatch_collector_errors_total{{collector=\"{c}\",kind=\"permission\"}}"),
+        )
+    };
+    for c in ["kmsg", "biolatency", "docker"] {
+        let errors: Vec<&str> =
+            body.lines().filter(|l| l.starts_with("storwatch_collector_errors_total")).collect();
+        assert_eq!(denied(c), Some(0.0), "{c} was denied: {errors:#?}\n{log}");
+    }
+    eprintln!(
+        "README bare-metal commands: {} collectors as nobody, each storwatch_collector_success 1",
+        ran.len()
+    );
 }

@@ -91,9 +91,9 @@ fn every_collector_has_its_section() {
     assert_eq!(heads, names, "### sections under ## Collectors against the collectors of the registry");
 }
 
-/// Every `storwatch_*` name written as a string in the agent's code.
+/// Every `storwatch_*` and `process_*` name written as a string in the agent's code.
 fn names_in_code() -> BTreeSet<String> {
-    let name = Regex::new(r#""(storwatch_[a-z0-9_]+)"#).unwrap();
+    let name = Regex::new(r#""((?:storwatch|process)_[a-z0-9_]+)"#).unwrap();
     let mut found = BTreeSet::new();
     let mut dirs = vec![Path::new(ROOT).join("src")];
     while let Some(dir) = dirs.pop() {
@@ -116,16 +116,16 @@ fn names_in_code() -> BTreeSet<String> {
 /// A `{labels}` part at the end is not part of the name (`storwatch_build_info{version,revision}`).
 /// Returns (full names, (full name, shorthand) pairs).
 fn names_in_readme(readme: &str) -> (BTreeSet<String>, Vec<(String, String)>) {
-    let token = Regex::new(r"`((?:storwatch)?_[a-z0-9_{},]+)`").unwrap();
+    let token = Regex::new(r"`((?:storwatch|process)?_[a-z0-9_{},]+)`").unwrap();
     let labels = Regex::new(r"\{[a-z_,]*\}$").unwrap();
     let (mut full, mut short) = (BTreeSet::new(), Vec::new());
-    for row in readme.lines().filter(|l| l.starts_with("| `storwatch_")) {
+    for row in readme.lines().filter(|l| l.starts_with("| `storwatch_") || l.starts_with("| `process_")) {
         let first = row.split(" | ").next().unwrap();
         let mut base: Option<String> = None;
         for c in token.captures_iter(first) {
             let t = labels.replace(&c[1], "");
             let t = t.as_ref();
-            if t.starts_with("storwatch_") {
+            if t.starts_with("storwatch_") || t.starts_with("process_") {
                 let expanded = expand(t);
                 base = expanded.first().cloned();
                 full.extend(expanded);
@@ -161,7 +161,7 @@ fn every_metric_is_documented_and_every_documented_metric_exists() {
     assert!(code.len() > 150, "the code's metric names were not found: {}", code.len());
     let (full, short) = names_in_readme(&readme);
     // A metric the prose explains (the checks' series) is documented too.
-    let prose: BTreeSet<String> = Regex::new(r"`(storwatch_[a-z0-9_]+)(?:\{[a-z_,]*\})?`")
+    let prose: BTreeSet<String> = Regex::new(r"`((?:storwatch|process)_[a-z0-9_]+)(?:\{[a-z_,]*\})?`")
         .unwrap()
         .captures_iter(&readme)
         .map(|c| c[1].to_owned())

@@ -102,8 +102,8 @@ pub fn exposition_names(text: &str) -> BTreeSet<String> {
     names
 }
 
-/// The metric families the agent's source declares: every `"storwatch_..."` string literal of
-/// src/ outside its unit tests. A family's name is a `&'static str` (src/metrics.rs `Family`),
+/// The metric families the agent's source declares: every `"storwatch_..."` and `"process_..."`
+/// string literal of src/ outside its unit tests. A family's name is a `&'static str` (src/metrics.rs `Family`),
 /// so every family the agent can export, also one with no samples on this machine (no NVMe, no
 /// NFS mount, no storage target), is such a literal. tests/dashboard.rs checks the other
 /// direction: every name the agent exports is among these.
@@ -119,7 +119,8 @@ pub fn declared_families() -> BTreeSet<String> {
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
                 let code = text.split("#[cfg(test)]").next().unwrap();
-                for (i, _) in code.match_indices("\"storwatch_") {
+                let starts = code.match_indices("\"storwatch_").chain(code.match_indices("\"process_"));
+                for (i, _) in starts {
                     let rest = &code[i + 1..];
                     let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap();
                     if rest[end..].starts_with('"') {
