@@ -1040,6 +1040,7 @@ fn every_documented_container_command_yields_the_collectors_it_claims() {
         let name = format!("storwatch-doctest-{}-{i}", std::process::id());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
+        let command = format!("{} ", command.trim());
         assert!(command.contains("--name storwatch ") && command.contains(" storwatch:0.1.0 "), "{command}");
         let command = command
             .replace("--name storwatch ", &format!("--name {name} "))
@@ -1074,6 +1075,22 @@ fn every_documented_container_command_yields_the_collectors_it_claims() {
         let (_, logs, logs_err) = run(Command::new("docker").args(["logs", &name]));
         assert!(failed.is_empty(), "{command}: failing {failed:?}; logs:\n{logs}{logs_err}");
         assert!(body.contains("process_resident_memory_bytes "), "{body:.2000}");
+        if claimed.iter().any(|c| c == "docker") {
+            // The engine is found through the host's root, and every Docker check is judged.
+            assert_eq!(common::sample(&body, "storwatch_docker_up"), Some(1.0), "{command}");
+            for check in ["docker_engine", "capacity", "mounts", "filesystem"] {
+                let unknown = format!("storwatch_checks_unknown{{check=\"{check}\"}}");
+                assert_eq!(common::sample(&body, &unknown), Some(0.0), "{command}: {unknown}");
+            }
+            for (check, subject) in [
+                ("docker_engine", "version"),
+                ("docker_engine", "storage_driver"),
+                ("capacity", "/var/lib/docker"),
+            ] {
+                let ok = format!("storwatch_check_ok{{check=\"{check}\",subject=\"{subject}\"}}");
+                assert!(common::sample(&body, &ok).is_some(), "{command}: no {ok}");
+            }
+        }
         eprintln!("README command {i}: {} collectors, each storwatch_collector_success 1", names.len());
         let _ = Command::new("docker").args(["rm", "-f", &name]).output();
     }
