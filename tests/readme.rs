@@ -240,7 +240,12 @@ fn the_quick_start_scrape_config_is_valid() {
         part.lines().skip_while(|l| *l != "```yaml").skip(1).take_while(|l| *l != "```").collect();
     assert!(yaml.iter().any(|l| l.contains("job_name: storwatch")), "{yaml:?}");
     let rules = Path::new(ROOT).join("alerts/storwatch.rules.yml");
-    let config = yaml.join("\n").replace("- storwatch.rules.yml", &format!("- {}", rules.display()));
+    let installed = "- /usr/share/storwatch/alerts/storwatch.rules.yml";
+    assert!(
+        yaml.contains(&format!("  {installed}").as_str()),
+        "the rules where the .deb installs them: {yaml:?}"
+    );
+    let config = yaml.join("\n").replace(installed, &format!("- {}", rules.display()));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("prometheus.yml");
     std::fs::write(&file, config).unwrap();
