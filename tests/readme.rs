@@ -254,3 +254,33 @@ fn the_quick_start_scrape_config_is_valid() {
     assert!(out.status.success(), "promtool check config: {said}");
     assert!(said.contains("SUCCESS") && said.contains("rules found"), "{said}");
 }
+
+/// The README's config file example shows every key at its default, as it says, and so does the
+/// packaged `/etc/storwatch/storwatch.toml` once uncommented: each parses to the defaults.
+#[test]
+fn the_config_examples_are_the_defaults() {
+    use storwatch::config::Config;
+    let readme = readme();
+    let part = section(&readme, "## Config file");
+    let toml: Vec<&str> =
+        part.lines().skip_while(|l| *l != "```toml").skip(1).take_while(|l| *l != "```").collect();
+    assert!(toml.len() > 20, "{toml:?}");
+    let parsed = Config::parse(Path::new("README.md"), &toml.join("\n")).unwrap();
+    assert_eq!(parsed, Config::default(), "the README's config example is not the defaults");
+
+    let packaged = std::fs::read_to_string(Path::new(ROOT).join("packaging/storwatch.toml")).unwrap();
+    let uncommented: String = packaged
+        .lines()
+        .filter(|l| l.starts_with("# [") || l.starts_with("# ") && l[2..].contains(" = "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let parsed = Config::parse(Path::new("packaging/storwatch.toml"), &uncommented).unwrap();
+    assert_eq!(parsed, Config::default(), "the packaged config, uncommented, is not the defaults");
+    // Every table and key of the README's example is in the packaged file too.
+    for line in toml.iter().filter(|l| !l.is_empty()) {
+        let key = line.split(['=', '#']).next().unwrap().trim();
+        if !key.is_empty() {
+            assert!(uncommented.contains(key), "packaging/storwatch.toml lacks {key}");
+        }
+    }
+}
