@@ -107,9 +107,11 @@ struct PassthruCmd {
 
 const _: () = assert!(std::mem::size_of::<PassthruCmd>() == 72);
 
-/// `_IOWR('N', 0x41, struct nvme_admin_cmd)`.
-const NVME_IOCTL_ADMIN_CMD: libc::c_ulong = (3 << 30) | (72 << 16) | ((b'N' as libc::c_ulong) << 8) | 0x41;
-const _: () = assert!(NVME_IOCTL_ADMIN_CMD == 0xC048_4E41);
+// `NVME_IOCTL_ADMIN_CMD`: `_IOWR('N', 0x41, struct nvme_admin_cmd)`, the request number nix
+// computes from the type's size.
+nix::ioctl_readwrite!(nvme_admin_cmd, b'N', 0x41, PassthruCmd);
+const _: () =
+    assert!(nix::request_code_readwrite!(b'N', 0x41, std::mem::size_of::<PassthruCmd>()) == 0xC048_4E41);
 
 const OPC_GET_LOG_PAGE: u8 = 0x02;
 const OPC_IDENTIFY: u8 = 0x06;
@@ -164,13 +166,11 @@ fn run_admin(
     // 72-byte `nvme_passthru_cmd` that lives across the call, and its `addr`/`data_len` describe
     // `buf`, a live, writable allocation of exactly `len` bytes that is not touched or moved until
     // the ioctl returns. `metadata` is 0 with `metadata_len` 0, so the kernel writes nowhere else.
-    let ret =
-        unsafe { libc::ioctl(file.as_raw_fd(), NVME_IOCTL_ADMIN_CMD as _, &mut cmd as *mut PassthruCmd) };
-    match ret {
-        0 => Ok(buf),
-        r if r < 0 => Err(AdminError::Ioctl(io::Error::last_os_error())),
+    match unsafe { nvme_admin_cmd(file.as_raw_fd(), &mut cmd) } {
+        Ok(0) => Ok(buf),
         // A positive return is the NVMe status of a completed command, not success.
-        status => Err(AdminError::Status(status as u16)),
+        Ok(status) => Err(AdminError::Status(status as u16)),
+        Err(errno) => Err(AdminError::Ioctl(io::Error::from(errno))),
     }
 }
 

@@ -135,7 +135,9 @@ struct SgIoHdr {
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<SgIoHdr>() == 88);
 
-const SG_IO: libc::c_ulong = 0x2285;
+/// `SG_IO`, a legacy request number (not built with `_IOWR`).
+const SG_IO: nix::sys::ioctl::ioctl_num_type = 0x2285;
+nix::ioctl_readwrite_bad!(sg_io, SG_IO, SgIoHdr);
 const SG_DXFER_NONE: i32 = -1;
 const SG_DXFER_FROM_DEV: i32 = -3;
 const CHECK_CONDITION: u8 = 0x02;
@@ -232,9 +234,8 @@ fn run(path: &Path, cdb: [u8; 16], len: usize, timeout: Duration) -> Result<Resp
     // are not touched or moved until the ioctl returns: `cdb` (16 bytes, `cmd_len`), `sense`
     // (`mx_sb_len` bytes) and `data` (`dxfer_len` bytes, or null with SG_DXFER_NONE and length 0).
     // `iovec_count` is 0, so `dxferp` is a plain buffer, and `usr_ptr` is not dereferenced.
-    let ret = unsafe { libc::ioctl(file.as_raw_fd(), SG_IO as _, &mut hdr as *mut SgIoHdr) };
-    if ret < 0 {
-        return Err(SgError::Ioctl(io::Error::last_os_error()));
+    if let Err(errno) = unsafe { sg_io(file.as_raw_fd(), &mut hdr) } {
+        return Err(SgError::Ioctl(io::Error::from(errno)));
     }
     let written = usize::from(hdr.sb_len_wr).min(SENSE_LEN);
     let parsed = sense::parse_sense(&sense[..written]);

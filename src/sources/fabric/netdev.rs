@@ -146,7 +146,9 @@ struct IfReq {
     _pad: [u8; 16],
 }
 
-const SIOCETHTOOL: libc::c_ulong = 0x8946;
+/// `SIOCETHTOOL`, a legacy request number (not built with `_IOWR`).
+const SIOCETHTOOL: nix::sys::ioctl::ioctl_num_type = 0x8946;
+nix::ioctl_readwrite_bad!(ethtool, SIOCETHTOOL, IfReq);
 const ETHTOOL_GSET: u32 = 1;
 
 /// A socket to ask the kernel for interfaces' link settings, in this network namespace.
@@ -173,9 +175,8 @@ impl Ethtool {
         let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: &mut cmd, _pad: [0; 16] };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
         // SAFETY: `req` is a valid ifreq whose data points at `cmd`, both live across the call.
-        let rc = unsafe { libc::ioctl(self.0.as_raw_fd(), SIOCETHTOOL, &mut req) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
+        if let Err(errno) = unsafe { ethtool(self.0.as_raw_fd(), &mut req) } {
+            let e = io::Error::from(errno);
             return match e.raw_os_error() {
                 Some(libc::EOPNOTSUPP) | Some(libc::ENODEV) | Some(libc::EINVAL) => Ok(None),
                 _ => Err(e),
