@@ -255,3 +255,96 @@ fn self_limits_procfs(bencher: Bencher) {
 fn process_series_per_scrape(bencher: Bencher) {
     bencher.bench(|| process::families(&process::read(black_box(Path::new("/proc")))));
 }
+
+/// The Docker engine's socket the client comparison asks (this machine's engine).
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// `GET path` through hyper's own HTTP/1.1 client (already a dependency, as the server) on a
+/// tokio UnixStream, one connection a request as ours, with the same 5 s deadline; the collector
+/// would hold a current-thread runtime on its thread.
+fn hyper_get(rt: &tokio::runtime::Runtime, path: &str) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            let stream = tokio::net::UnixStream::connect(DOCKER_SOCKET).await.unwrap();
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            let request = hyper::Request::get(path)
+                .header("Host", "docker")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            assert!(response.status().is_success());
+            response.into_body().collect().await.unwrap().to_bytes().to_vec()
+        })
+        .await
+        .unwrap()
+    })
+}
+
+fn ours_get(path: &str) -> Vec<u8> {
+    let r = storwatch::sources::docker::http::get(Path::new(DOCKER_SOCKET), path, Duration::from_secs(5))
+        .unwrap();
+    assert!((200..300).contains(&r.status));
+    r.body
+}
+
+/// `v` with every array's elements in one order.
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Array(a) => {
+            let mut a: Vec<Value> = a.into_iter().map(sorted).collect();
+            a.sort_by_cached_key(|e| e.to_string());
+            Value::Array(a)
+        }
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, sorted(v))).collect()),
+        other => other,
+    }
+}
+
+/// This thread's CPU time (the runtime above runs on it: `block_on` on a current-thread runtime).
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// The Docker client: ours (`src/sources/docker/http.rs`) against hyper's client, on this
+/// machine's engine: the same bodies for the collector's requests, then the client's own CPU per
+/// request (the engine's work is not in it), 200 of each, alternating. Wall time would be mostly
+/// the engine's, so this prints CPU instead of timing with divan.
+#[divan::bench(sample_count = 1, sample_size = 1)]
+fn docker_client() {
+    if !Path::new(DOCKER_SOCKET).exists() {
+        println!("docker_client: no engine at {DOCKER_SOCKET}; not compared");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for path in ["/version", "/volumes", "/containers/json?all=1"] {
+        let (a, b) = (ours_get(path), hyper_get(&rt, path));
+        let (a, b): (serde_json::Value, serde_json::Value) =
+            (serde_json::from_slice(&a).unwrap(), serde_json::from_slice(&b).unwrap());
+        // The engine lists volumes in no fixed order.
+        assert_eq!(sorted(a), sorted(b), "{path}: the two clients read different answers");
+    }
+    let path = "/containers/json?all=1";
+    let (mut ours, mut theirs) = (Duration::ZERO, Duration::ZERO);
+    let n = 200;
+    for _ in 0..n {
+        let t = thread_cpu();
+        black_box(ours_get(path));
+        ours += thread_cpu() - t;
+        let t = thread_cpu();
+        black_box(hyper_get(&rt, path));
+        theirs += thread_cpu() - t;
+    }
+    println!(
+        "docker_client: GET {path} ({} bytes), client CPU per request: ours {:.1} µs, hyper {:.1} µs ({n} each)",
+        ours_get(path).len(),
+        ours.as_secs_f64() * 1e6 / n as f64,
+        theirs.as_secs_f64() * 1e6 / n as f64
+    );
+}
