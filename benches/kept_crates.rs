@@ -7,6 +7,8 @@
 //! - the `/proc` parsers against the procfs crate's (procfs-core 0.18): `/proc/diskstats` of
 //!   1,000 disks, this process's `/proc/self/stat` and `/proc/self/limits`, and what one
 //!   `process_*` scrape costs;
+//! - the Docker client (`sources::docker::http`) against hyper's client on a tokio runtime, on
+//!   this machine's engine (`docker_client`: the client's own CPU per request);
 //!
 //! each checked to read the same numbers before it is timed.
 //!
