@@ -437,8 +437,14 @@ fn retransmits_and_probe_loss_follow_injected_loss() {
         let verdict = check_ok(&end, "packet_loss", &target.to_string());
         let probe_verdict = check_ok(&end, "packet_loss", &format!("{target} probe"));
         if percent == 0 {
-            assert_eq!((m.retransmit_window, m.probe_window), (0.0, 0.0), "{m:?}");
-            assert_eq!((r1 - r0, f1 - f0), (0.0, 0.0), "no loss, no retransmits:\n{m:?}");
+            // Without loss TCP may still retransmit now and then (a tail loss probe fired while
+            // the host was busy: 1 of 53,941 segments in one run), far below what 10 % loss
+            // gives and the spec's 1 %; the probes lose nothing.
+            assert!(
+                m.retransmit_window < 0.001 && m.retransmit_phase < 0.001,
+                "no loss, (almost) no retransmits:\n{m:?}"
+            );
+            assert_eq!((m.probe_window, f1 - f0), (0.0, 0.0), "no loss, no lost probe:\n{m:?}");
             assert_eq!((verdict, probe_verdict), (Some(1.0), Some(1.0)));
         } else {
             assert!(m.retransmit_window > 0.0 && m.probe_window > 0.0, "{percent} %: {m:?}");
