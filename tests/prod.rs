@@ -909,6 +909,47 @@ fn docker_ready() -> bool {
     ok
 }
 
+/// An image built from the binary under test by scripts/build-image.sh, removed on drop with the
+/// containers run from it (also when an assertion fails).
+struct Image {
+    tag: String,
+    containers: Vec<String>,
+}
+
+impl Image {
+    fn build(name: &str) -> Image {
+        let tag = format!("{name}-{}:1", std::process::id());
+        let (ok, _, err) =
+            run(Command::new(Path::new(ROOT).join("scripts/build-image.sh")).args([BIN, &tag]));
+        assert!(ok, "build-image.sh failed: {err}");
+        Image { tag, containers: Vec::new() }
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = Command::new("docker").args(["rm", "-f", c]).output();
+        }
+        let _ = Command::new("docker").args(["rmi", "-f", &self.tag]).output();
+    }
+}
+
+/// The metrics of the agent in `container` on `addr` once it is ready; its log when it never is.
+fn metrics_when_ready(addr: &str, container: &str, within: Duration, what: &str) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if TcpStream::connect(addr).is_ok() && common::http_request(addr, "GET", "/-/ready", &[]).0 == 200 {
+            return common::http_request(addr, "GET", "/metrics", &[]).2;
+        }
+        if Instant::now() >= deadline {
+            let (_, logs, logs_err) = run(Command::new("docker").args(["logs", container]));
+            panic!("{what}: never ready; logs:\n{logs}{logs_err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `storwatch_disk_reads_completed_total` of each device, from the host's /proc/diskstats.
 fn host_reads() -> std::collections::BTreeMap<String, f64> {
     std::fs::read_to_string("/proc/diskstats")
@@ -926,19 +967,7 @@ fn the_image_serves_the_hosts_metrics() {
     if !docker_ready() {
         return;
     }
-    let tag = format!("storwatch-prodtest-{}:1", std::process::id());
-    let (ok, _, err) = run(Command::new(Path::new(ROOT).join("scripts/build-image.sh")).args([BIN, &tag]));
-    assert!(ok, "build-image.sh failed: {err}");
-    struct Cleanup(String, Option<String>);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            if let Some(c) = &self.1 {
-                let _ = Command::new("docker").args(["rm", "-f", c]).output();
-            }
-            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-        }
-    }
-    let mut cleanup = Cleanup(tag.clone(), None);
+    let mut image = Image::build("storwatch-prodtest");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     let before = host_reads();
@@ -951,21 +980,15 @@ fn the_image_serves_the_hosts_metrics() {
         "/proc:/host/proc:ro",
         "-v",
         "/sys:/host/sys:ro",
-        &tag,
+        &image.tag,
         &format!("--web.listen-address={addr}"),
         "--no-collector.docker",
         "--no-collector.kmsg",
     ]));
     assert!(ok, "docker run failed: {err}");
-    cleanup.1 = Some(id.trim().to_owned());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        if TcpStream::connect(&addr).is_ok() && common::http_request(&addr, "GET", "/-/ready", &[]).0 == 200 {
-            break common::http_request(&addr, "GET", "/metrics", &[]).2;
-        }
-        assert!(Instant::now() < deadline, "the container never got ready");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let id = id.trim().to_owned();
+    image.containers.push(id.clone());
+    let body = metrics_when_ready(&addr, &id, Duration::from_secs(30), "the container");
     let after = host_reads();
     let served = common::samples(&body, "storwatch_disk_reads_completed_total");
     assert!(!served.is_empty(), "no disk samples from the container:\n{body:.2000}");
@@ -1003,19 +1026,8 @@ fn every_documented_container_command_yields_the_collectors_it_claims() {
     if !docker_ready() {
         return;
     }
-    let tag = format!("storwatch-doctest-{}:1", std::process::id());
-    let (ok, _, err) = run(Command::new(Path::new(ROOT).join("scripts/build-image.sh")).args([BIN, &tag]));
-    assert!(ok, "build-image.sh failed: {err}");
-    struct Cleanup(String, Vec<String>);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            for c in &self.1 {
-                let _ = Command::new("docker").args(["rm", "-f", c]).output();
-            }
-            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-        }
-    }
-    let mut cleanup = Cleanup(tag.clone(), Vec::new());
+    let mut image = Image::build("storwatch-doctest");
+    let tag = image.tag.clone();
 
     // The OCI labels, against the binary's own --version and Cargo.toml.
     let (_, labels, _) =
@@ -1046,20 +1058,10 @@ fn every_documented_container_command_yields_the_collectors_it_claims() {
             .replace("--name storwatch ", &format!("--name {name} "))
             .replace(" storwatch:0.1.0 ", &format!(" {tag} "));
         let command = format!("{} --web.listen-address={addr}", command.trim());
-        cleanup.1.push(name.clone());
+        image.containers.push(name.clone());
         let (ok, _, err) = run(Command::new("bash").args(["-c", &command]));
         assert!(ok, "{command}: {err}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let body = loop {
-            if TcpStream::connect(&addr).is_ok()
-                && common::http_request(&addr, "GET", "/-/ready", &[]).0 == 200
-            {
-                break common::http_request(&addr, "GET", "/metrics", &[]).2;
-            }
-            let (_, logs, logs_err) = run(Command::new("docker").args(["logs", &name]));
-            assert!(Instant::now() < deadline, "{command}: never ready; logs:\n{logs}{logs_err}");
-            std::thread::sleep(Duration::from_millis(200));
-        };
+        let body = metrics_when_ready(&addr, &name, Duration::from_secs(60), &command);
         let claimed = claimed_collectors(&command);
         let ran: Vec<(String, f64)> = common::samples(&body, "storwatch_collector_success")
             .into_iter()
