@@ -308,6 +308,19 @@ fn metrics_match_the_real_engine() {
     }
 }
 
+/// A client's request head: the bytes read until the blank line that ends it (or the peer stops).
+fn read_head(conn: &mut impl Read) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    head
+}
+
 /// Serves `answer` to every connection on a unix socket (after reading the request head); with
 /// `hold`, says nothing and keeps the connection open.
 fn serve(path: &Path, answer: &'static [u8], hold: bool) {
@@ -316,14 +329,7 @@ fn serve(path: &Path, answer: &'static [u8], hold: bool) {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
             let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
+            read_head(&mut conn);
             if hold {
                 std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_secs(60));
@@ -440,14 +446,7 @@ fn recording_proxy(path: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>>>
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut client) = conn else { return };
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match client.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
+            let head = read_head(&mut client);
             let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_owned();
             record.lock().unwrap().push(line);
             let mut engine = std::os::unix::net::UnixStream::connect("/var/run/docker.sock").unwrap();
