@@ -43,7 +43,7 @@ fn help_documents_every_flag() {
     assert!(help.contains("[default: :9747]"), "{help}");
     // Every collector of the registry has its flags in --help, and in the README's flag table
     // with its default interval.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = common::readme();
     let row = |flag: &str| readme.lines().find(|l| l.starts_with(&format!("| `{flag}`"))).unwrap_or_default();
     for spec in storwatch::sources::REGISTRY {
         for flag in [format!("--collector.{}", spec.name), format!("--collector.{}.interval", spec.name)] {

@@ -463,7 +463,7 @@ fn readme_client_certificates_work_and_a_refused_one_is_warned_about() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     make_pki(d);
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let readme = common::readme();
     let start = readme.find("# A client CA (client_ca_file) and a version 3 client certificate").unwrap();
     let block = &readme[start..start + readme[start..].find("```").unwrap()];
     let (ok, out, err) = run(Command::new("sh").args(["-ec", block]).current_dir(d));
@@ -833,8 +833,7 @@ fn the_deb_installs_and_its_unit_verifies() {
 
 /// The installed paths the README's "Debian package" table names.
 fn readme_package_paths() -> Vec<String> {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
-    let section = readme.split("### Debian package\n").nth(1).unwrap().split("\n### ").next().unwrap();
+    let section = common::readme_section(&common::readme(), "### Debian package");
     section
         .lines()
         .filter(|l| l.starts_with("| `/"))
@@ -1002,8 +1001,7 @@ fn the_image_serves_the_hosts_metrics() {
 
 /// The `docker run` commands of the README's "Container image" section, continuation lines joined.
 fn readme_container_commands() -> Vec<String> {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
-    let section = readme.split("### Container image\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    let section = common::readme_section(&common::readme(), "### Container image");
     section
         .split("```sh\n")
         .skip(1)
@@ -1102,8 +1100,7 @@ fn every_documented_container_command_yields_the_collectors_it_claims() {
 
 /// The commands of the README's "Bare metal" section, one a line.
 fn readme_bare_metal_commands() -> Vec<String> {
-    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
-    let section = readme.split("### Bare metal\n").nth(1).unwrap().split("\n### ").next().unwrap();
+    let section = common::readme_section(&common::readme(), "### Bare metal");
     let block = section.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
     block.lines().map(str::to_owned).collect()
 }

@@ -10,28 +10,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+use common::readme_section;
 use regex::Regex;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn readme() -> String {
-    std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap()
-}
-
-/// The text of the README section that starts with the heading `head` (up to the next heading of
-/// the same or a higher level).
-fn section(readme: &str, head: &str) -> String {
-    let level = head.chars().take_while(|c| *c == '#').count();
-    let mut lines = readme.lines().skip_while(|l| *l != head);
-    assert!(lines.next().is_some(), "README has no {head:?} section");
-    lines
-        .take_while(|l| {
-            let n = l.chars().take_while(|c| *c == '#').count();
-            !(n > 0 && n <= level && l.chars().nth(n) == Some(' '))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn help(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_storwatch")).args(args).output().unwrap();
@@ -51,8 +33,8 @@ fn collectors() -> Vec<&'static str> {
 
 #[test]
 fn the_flags_table_is_the_flags_of_help() {
-    let readme = readme();
-    let table = section(&readme, "## Flags");
+    let readme = common::readme();
+    let table = readme_section(&readme, "## Flags");
     let flag = Regex::new(r"`(--[a-z<][a-z0-9.<>-]*)`").unwrap();
     let mut documented = BTreeSet::new();
     for row in table.lines().filter(|l| l.starts_with("| `")) {
@@ -74,7 +56,7 @@ fn the_flags_table_is_the_flags_of_help() {
     assert!(stale.is_empty(), "flags in the README's table that --help does not have: {stale:?}");
 
     // `storwatch check`'s own flags are described in its section.
-    let check = section(&readme, "## `storwatch check`");
+    let check = readme_section(&readme, "## `storwatch check`");
     for f in flags(&help(&["check", "--help"])).difference(&defined) {
         if f != "--help" {
             assert!(check.contains(&format!("`{f}")), "the `storwatch check` section lacks {f}");
@@ -84,8 +66,8 @@ fn the_flags_table_is_the_flags_of_help() {
 
 #[test]
 fn every_collector_has_its_section() {
-    let readme = readme();
-    let part = section(&readme, "## Collectors");
+    let readme = common::readme();
+    let part = readme_section(&readme, "## Collectors");
     let heads: BTreeSet<&str> = part.lines().filter_map(|l| l.strip_prefix("### ")).collect();
     let names: BTreeSet<&str> = collectors().into_iter().collect();
     assert_eq!(heads, names, "### sections under ## Collectors against the collectors of the registry");
@@ -156,7 +138,7 @@ fn shorthand_of(name: &str, base: &str, short: &str) -> bool {
 
 #[test]
 fn every_metric_is_documented_and_every_documented_metric_exists() {
-    let readme = readme();
+    let readme = common::readme();
     let code = names_in_code();
     assert!(code.len() > 150, "the code's metric names were not found: {}", code.len());
     let (full, short) = names_in_readme(&readme);
@@ -189,8 +171,8 @@ fn the_check_example_is_the_output_on_the_fixture_host() {
     std::fs::write(proc.path().join("sys/vm/dirty_background_ratio"), "10\n").unwrap();
     std::fs::remove_file(proc.path().join("meminfo")).unwrap();
     let sys = common::fixture_sysfs();
-    let readme = readme();
-    let part = section(&readme, "## `storwatch check`");
+    let readme = common::readme();
+    let part = readme_section(&readme, "## `storwatch check`");
     let block: Vec<&str> = part.lines().skip_while(|l| !l.starts_with("$ storwatch check")).collect();
     let end = block.iter().position(|l| *l == "$ echo $?").expect("the example ends with `$ echo $?`");
     let (command, shown, exit) = (block[0], block[1..end].join("\n"), block.get(end + 1).copied());
@@ -234,8 +216,8 @@ fn the_check_example_is_the_output_on_the_fixture_host() {
 #[test]
 fn the_quick_start_scrape_config_is_valid() {
     let Some(promtool) = common::tool("promtool") else { return };
-    let readme = readme();
-    let part = section(&readme, "## Quick start");
+    let readme = common::readme();
+    let part = readme_section(&readme, "## Quick start");
     let yaml: Vec<&str> =
         part.lines().skip_while(|l| *l != "```yaml").skip(1).take_while(|l| *l != "```").collect();
     assert!(yaml.iter().any(|l| l.contains("job_name: storwatch")), "{yaml:?}");
@@ -260,8 +242,8 @@ fn the_quick_start_scrape_config_is_valid() {
 #[test]
 fn the_config_examples_are_the_defaults() {
     use storwatch::config::Config;
-    let readme = readme();
-    let part = section(&readme, "## Config file");
+    let readme = common::readme();
+    let part = readme_section(&readme, "## Config file");
     let toml: Vec<&str> =
         part.lines().skip_while(|l| *l != "```toml").skip(1).take_while(|l| *l != "```").collect();
     assert!(toml.len() > 20, "{toml:?}");

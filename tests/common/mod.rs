@@ -13,6 +13,31 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The project's README.
+pub fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+}
+
+/// The text of the README section under the heading `head` (the heading line itself, exactly),
+/// up to the next heading of the same or a higher level; `#` lines inside code blocks are not
+/// headings.
+pub fn readme_section(readme: &str, head: &str) -> String {
+    let level = head.chars().take_while(|c| *c == '#').count();
+    let mut lines = readme.lines().skip_while(|l| *l != head);
+    assert!(lines.next().is_some(), "README has no {head:?} section");
+    let mut fenced = false;
+    lines
+        .take_while(|l| {
+            if l.starts_with("```") {
+                fenced = !fenced;
+            }
+            let n = l.chars().take_while(|c| *c == '#').count();
+            fenced || !(n > 0 && n <= level && l.chars().nth(n) == Some(' '))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// node_exporter's captured procfs and sysfs: `tests/fixtures/node-exporter` (see its NOTICE.md).
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/node-exporter")
