@@ -169,11 +169,14 @@ impl Docker {
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
         let body = self.raw_get(path)?;
-        api::parse(&body).map_err(|e| {
-            Failure::Error(CollectError {
-                kind: ErrorKind::Parse,
-                message: format!("{} GET {path}: invalid JSON: {e}", self.socket.display()),
-            })
+        api::parse(&body).map_err(|e| self.invalid_json(path, &e))
+    }
+
+    /// An answer to `GET path` that is not the JSON asked for.
+    fn invalid_json(&self, path: &str, e: &serde_json::Error) -> Failure {
+        Failure::Error(CollectError {
+            kind: ErrorKind::Parse,
+            message: format!("{} GET {path}: invalid JSON: {e}", self.socket.display()),
         })
     }
 
@@ -234,12 +237,7 @@ impl Docker {
             query_escape(EVENTS)
         );
         let response = self.raw_get(&path)?;
-        let events = api::parse_events(&response).map_err(|e| {
-            Failure::Error(CollectError {
-                kind: ErrorKind::Parse,
-                message: format!("{} GET /events: invalid JSON: {e}", self.socket.display()),
-            })
-        })?;
+        let events = api::parse_events(&response).map_err(|e| self.invalid_json("/events", &e))?;
         let newest = events.iter().map(|e| e.time_nano).max().unwrap_or(i64::MIN);
         let Some(kept) = &mut self.kept else { return Ok(true) };
         kept.until = now;
