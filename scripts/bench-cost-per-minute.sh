@@ -375,7 +375,8 @@ if [[ " $PHASES " == *" 4 "* ]]; then
     show_rows
     # The engine's CPU per request of each kind the collector sends, 50 of each in a row: less
     # exposed to the engine's other work than the window above. /events asks for the last 30 s
-    # (one run), as the collector does; the window is after the objects were made.
+    # (one run), as the collector does, with its filter (EVENTS in src/sources/docker/mod.rs); the
+    # window is after the objects were made.
     sleep 31
     sock=$(docker context inspect -f '{{.Endpoints.docker.Host}}' 2>/dev/null | sed 's|^unix://||')
     sock=${sock:-/var/run/docker.sock}
